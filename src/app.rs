@@ -1,0 +1,153 @@
+//! The one place that wires every stage together and orders shutdown:
+//! signal → stop accepting → finish in-flight requests (workers still
+//! committing) → close the queue → workers flush their last batches → close
+//! the pool, all within `server.shutdown_grace`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::ingress::{self, Auth, Ingress};
+use crate::model::Interner;
+use crate::queue::Queue;
+use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
+use crate::workers::{EpisodeCache, Settings, Shared, Workers};
+
+/// Pause between attempts to migrate the schema while PostgreSQL is unreachable.
+const MIGRATE_RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Auth(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start worker threads: {0}")]
+    Workers(std::io::Error),
+}
+
+/// A running service.
+pub struct App {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    done: JoinHandle<bool>,
+}
+
+impl App {
+    /// Starts every stage and binds the listener. PostgreSQL need not be up:
+    /// the schema is migrated as soon as it answers, and until then
+    /// `/readyz` and webhooks answer 503.
+    pub async fn start(config: Config) -> Result<App, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let interner = Arc::new(Interner::new(config.interner.capacity));
+        let store = Store::new(&config.database)?;
+        let auth = Auth::from_config(&config.auth).map_err(StartError::Auth)?;
+        let schema_ready = migrate_in_background(store.clone()).await;
+        let (queue, rx) = Queue::bounded(config.queue.capacity);
+        let queue = Arc::new(queue);
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            cache: EpisodeCache::new(config.cache.capacity),
+            interner: interner.clone(),
+            metrics: metrics.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let settings = Settings::new(config.workers.count, &config.batch, &config.database);
+        let workers = Workers::spawn(settings, rx, shared).map_err(StartError::Workers)?;
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+        let grace = config.server.shutdown_grace;
+        let ingress = Arc::new(Ingress {
+            queue: queue.clone(),
+            store: store.clone(),
+            interner,
+            metrics,
+            auth,
+            buffers: ingress::new_pool(),
+            config: config.server,
+            schema_ready,
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            let drained = ingress::serve(listener, ingress, shutdown, grace).await;
+            queue.close();
+            let deadline = drained.signalled_at + grace;
+            let joined = tokio::task::spawn_blocking(move || workers.join(deadline))
+                .await
+                .unwrap_or(false);
+            store.close();
+            drained.complete && joined
+        });
+        Ok(App { addr, stop, done })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shuts down in order; `true` when everything finished within the grace
+    /// period (whatever did not was answered 503, never 200).
+    pub async fn shutdown(self) -> bool {
+        let _ = self.stop.send(());
+        self.done.await.unwrap_or(false)
+    }
+}
+
+/// Migrates now if PostgreSQL answers; otherwise keeps trying in the background.
+async fn migrate_in_background(store: Store) -> Arc<AtomicBool> {
+    let ready = Arc::new(AtomicBool::new(false));
+    if migrate_once(&store).await {
+        ready.store(true, Ordering::Release);
+        return ready;
+    }
+    let flag = ready.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(MIGRATE_RETRY).await;
+            if migrate_once(&store).await {
+                flag.store(true, Ordering::Release);
+                return;
+            }
+        }
+    });
+    ready
+}
+
+async fn migrate_once(store: &Store) -> bool {
+    match store.migrate().await {
+        Ok(applied) if applied.is_empty() => true,
+        Ok(applied) => {
+            tracing::info!(?applied, "database schema migrated");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot migrate the database schema yet");
+            false
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}

@@ -1,0 +1,391 @@
+//! Typed configuration: every key, its default and its unit, in one place.
+//! `config.yaml` at the repository root documents the same keys for people.
+//! Unknown keys and invalid values stop startup with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variables that override the file (secrets and the database URL
+/// do not belong in a file that is committed).
+pub const ENV_DATABASE_URL: &str = "ALERT_INGEST_DATABASE_URL";
+pub const ENV_DATABASE_URL_FALLBACK: &str = "DATABASE_URL";
+pub const ENV_BEARER_TOKEN: &str = "ALERT_INGEST_AUTH_BEARER_TOKEN";
+pub const ENV_BASIC_USERNAME: &str = "ALERT_INGEST_AUTH_BASIC_USERNAME";
+pub const ENV_BASIC_PASSWORD: &str = "ALERT_INGEST_AUTH_BASIC_PASSWORD";
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub workers: WorkersConfig,
+    pub batch: BatchConfig,
+    pub cache: CacheConfig,
+    pub interner: InternerConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP listener binds.
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long a webhook request may wait for its alerts to be committed
+    /// before it is answered 503 (Alertmanager then retries).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// A connection that has not sent its full request head within this time
+    /// is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the accept backlog.
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT: time allowed to finish in-flight requests and
+    /// commit queued alerts before the process exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Value of the `Retry-After` header sent with 503 answers.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9095)),
+            max_body_bytes: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(25),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Optional authentication of webhook requests. Each secret may be given
+/// inline, by file (`*_file`, trailing newline ignored) or by environment.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `Authorization: Bearer <token>` (Alertmanager `http_config.authorization`).
+    pub bearer_token: Option<Secret>,
+    pub bearer_token_file: Option<PathBuf>,
+    /// `Authorization: Basic …` (Alertmanager `http_config.basic_auth`).
+    pub basic_auth: Option<BasicAuthConfig>,
+}
+
+/// A credential: its `Debug` never shows it, so it cannot leak into logs.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BasicAuthConfig {
+    pub username: String,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// libpq-style URL; overridden by $ALERT_INGEST_DATABASE_URL, else $DATABASE_URL.
+    pub url: String,
+    /// Connections in the pool (workers take one per batch; `/readyz` one).
+    pub pool_size: usize,
+    /// Bound on getting a connection, new or pooled.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Bound on one batch write, enforced by the server (`statement_timeout`)
+    /// and by the client (a hung server cannot enforce its own timeout).
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// Attempts for a batch whose write failed for a reason that may pass
+    /// (connection lost, deadlock, server restarting), within the request's deadline.
+    pub max_attempts: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "postgres://root@127.0.0.1:5432/alert_ingest".into(),
+            pool_size: 4,
+            connect_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(5),
+            max_attempts: 3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Webhook requests waiting for a worker; when full, new requests get 503.
+    pub capacity: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { capacity: 1024 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// Worker threads; each writes one batch at a time on its own connection.
+    pub count: usize,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig { count: 2 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most alerts (and most requests) written in one round trip.
+    pub max_rows: usize,
+    /// How long a worker waits for more requests to fill a batch once it holds one.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_rows: 100,
+            linger: Duration::from_millis(1),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Alert episodes whose last committed state is remembered, so that an
+    /// unchanged repeat costs no database write. 0 disables the cache.
+    pub capacity: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { capacity: 100_000 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InternerConfig {
+    /// Distinct label/annotation strings interned for the life of the process;
+    /// past it strings are owned by their alerts (see `model::Interner`).
+    pub capacity: usize,
+}
+
+impl Default for InternerConfig {
+    fn default() -> Self {
+        InternerConfig { capacity: 100_000 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `alert_ingest=debug,warn`…
+    /// ($RUST_LOG overrides it.)
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Every problem found, so that one run of `check-config` lists them all.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Reads, applies environment overrides, and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+        let mut config = Config::from_yaml(&text)?;
+        config.apply_env(|key| std::env::var(key).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))
+    }
+
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(url) = var(ENV_DATABASE_URL).or_else(|| var(ENV_DATABASE_URL_FALLBACK)) {
+            self.database.url = url;
+        }
+        if let Some(token) = var(ENV_BEARER_TOKEN) {
+            self.auth.bearer_token = Some(Secret(token));
+        }
+        if let Some(password) = var(ENV_BASIC_PASSWORD) {
+            let basic = self.auth.basic_auth.get_or_insert_with(Default::default);
+            basic.password = Some(Secret(password));
+        }
+        if let Some(username) = var(ENV_BASIC_USERNAME) {
+            let basic = self.auth.basic_auth.get_or_insert_with(Default::default);
+            basic.username = username;
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &str, what: &str| {
+            if !ok {
+                problems.push(format!("{key}: {what}"));
+            }
+        };
+        let s = &self.server;
+        check(s.max_body_bytes > 0, "server.max_body_bytes", "must be greater than 0");
+        check(!s.request_timeout.is_zero(), "server.request_timeout", "must be greater than 0");
+        check(!s.header_read_timeout.is_zero(), "server.header_read_timeout", "must be greater than 0");
+        check(s.max_connections > 0, "server.max_connections", "must be greater than 0");
+        check(s.retry_after.as_secs() >= 1, "server.retry_after", "must be at least 1s");
+        let d = &self.database;
+        check(d.url.parse::<tokio_postgres::Config>().is_ok(), "database.url", "is not a valid PostgreSQL URL");
+        check(d.pool_size >= 2, "database.pool_size", "must be at least 2");
+        check(!d.connect_timeout.is_zero(), "database.connect_timeout", "must be greater than 0");
+        check(d.statement_timeout.as_millis() >= 1, "database.statement_timeout", "must be at least 1ms");
+        check(d.max_attempts >= 1, "database.max_attempts", "must be at least 1");
+        check(self.queue.capacity > 0, "queue.capacity", "must be greater than 0");
+        check(self.workers.count > 0, "workers.count", "must be greater than 0");
+        check(self.batch.max_rows > 0, "batch.max_rows", "must be greater than 0");
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level",
+            "is not a valid tracing filter",
+        );
+        self.auth.validate(&mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+impl AuthConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
+            problems.push("auth.bearer_token: give either bearer_token or bearer_token_file".into());
+        }
+        if let Some(basic) = &self.basic_auth {
+            if basic.username.is_empty() {
+                problems.push("auth.basic_auth.username: must not be empty".into());
+            }
+            if basic.password.is_some() == basic.password_file.is_some() {
+                problems.push("auth.basic_auth.password: give exactly one of password or password_file".into());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_config_yaml_is_valid_and_matches_defaults() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml")).unwrap();
+        let config = Config::from_yaml(&text).unwrap();
+        config.validate().unwrap();
+        let defaults = Config::default();
+        assert_eq!(format!("{config:?}"), format!("{defaults:?}"), "config.yaml drifted from the defaults");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_yaml("server:\n  listne: 127.0.0.1:1\n").unwrap_err();
+        assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_all_named() {
+        let yaml = "queue:\n  capacity: 0\nworkers:\n  count: 0\nbatch:\n  linger: soon\n";
+        let err = Config::from_yaml(yaml).unwrap_err();
+        assert!(err.to_string().contains("linger"), "{err}");
+        let config = Config::from_yaml("queue:\n  capacity: 0\nworkers:\n  count: 0\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("queue.capacity") && err.contains("workers.count"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_url_and_secrets() {
+        let mut config = Config::default();
+        config.apply_env(|k| match k {
+            ENV_DATABASE_URL_FALLBACK => Some("postgres://x@h/db".into()),
+            ENV_BASIC_PASSWORD => Some("pw".into()),
+            ENV_BASIC_USERNAME => Some("am".into()),
+            _ => None,
+        });
+        assert_eq!(config.database.url, "postgres://x@h/db");
+        let basic = config.auth.basic_auth.as_ref().unwrap();
+        let password = basic.password.as_ref().map(Secret::expose);
+        assert_eq!((basic.username.as_str(), password), ("am", Some("pw")));
+        config.validate().unwrap();
+        config.apply_env(|k| (k == ENV_DATABASE_URL).then(|| "postgres://y@h/db".into()));
+        assert_eq!(config.database.url, "postgres://y@h/db");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let config = Config::from_yaml("auth:\n  bearer_token: hunter2\n").unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn basic_auth_needs_one_password_source() {
+        let config = Config::from_yaml("auth:\n  basic_auth:\n    username: am\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.basic_auth.password"), "{err}");
+    }
+}

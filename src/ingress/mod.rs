@@ -1,0 +1,252 @@
+//! The HTTP side: a bare hyper 1.x HTTP/1.1 server. Routes, authenticates,
+//! reads the body into a pooled buffer, parses it, enqueues it, waits for the
+//! commit and answers. See `Ingress::webhook` for the life of a request.
+
+mod auth;
+mod body;
+mod error;
+
+pub use auth::Auth;
+pub use body::{new_pool, BufferPool};
+pub use error::{json_response, IngressError};
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::ServerConfig;
+use crate::model::Interner;
+use crate::parse::{self, ParseError};
+use crate::queue::{Failure, Job, Queue};
+use crate::store::Store;
+use crate::telemetry::{CodeLabel, Metrics};
+
+/// Bodies up to this size are parsed on the async thread that read them;
+/// larger ones on the blocking pool, so that one 16 MiB body does not stall
+/// every other connection of that thread (~1 GB/s: 256 KiB ≈ 0.3 ms).
+const PARSE_INLINE_MAX_BYTES: usize = 256 * 1024;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before the next.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Everything a request handler needs; shared by all connections.
+pub struct Ingress {
+    pub queue: Arc<Queue>,
+    pub store: Store,
+    pub interner: Arc<Interner>,
+    pub metrics: Arc<Metrics>,
+    pub auth: Auth,
+    pub buffers: BufferPool,
+    pub config: ServerConfig,
+    /// Set once the schema is known to be current; `/readyz` waits for it.
+    pub schema_ready: Arc<AtomicBool>,
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    accepted: usize,
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+}
+
+impl Ingress {
+    /// The hyper service, callable as a value (tests do).
+    pub async fn handle<B>(&self, req: Request<B>) -> HttpResponse
+    where
+        B: Body + Send,
+        B::Data: Buf + Send,
+        B::Error: std::fmt::Display,
+    {
+        let started = Instant::now();
+        let response = match self.route(req).await {
+            Ok(response) => response,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(error = %e, "request not served");
+                } else {
+                    tracing::debug!(error = %e, "request refused");
+                }
+                e.into_response(self.config.retry_after)
+            }
+        };
+        let code = response.status().as_u16();
+        self.metrics.http_requests.get_or_create(&CodeLabel { code }).inc();
+        self.metrics.http_request_duration.observe(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn route<B>(&self, req: Request<B>) -> Result<HttpResponse, IngressError>
+    where
+        B: Body + Send,
+        B::Data: Buf + Send,
+        B::Error: std::fmt::Display,
+    {
+        match (req.method(), req.uri().path()) {
+            (&Method::POST, "/webhook") => self.webhook(req).await,
+            (_, "/webhook") => Err(IngressError::MethodNotAllowed("POST")),
+            (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &Health { status: "ok" })),
+            (&Method::GET, "/readyz") => self.ready().await,
+            (&Method::GET, "/metrics") => Ok(self.metrics_text()),
+            (_, "/healthz" | "/readyz" | "/metrics") => Err(IngressError::MethodNotAllowed("GET")),
+            _ => Err(IngressError::NotFound),
+        }
+    }
+
+    /// The life of a webhook request, first byte to commit.
+    async fn webhook<B>(&self, req: Request<B>) -> Result<HttpResponse, IngressError>
+    where
+        B: Body + Send,
+        B::Data: Buf + Send,
+        B::Error: std::fmt::Display,
+    {
+        let deadline = Instant::now() + self.config.request_timeout;
+        let received_at = OffsetDateTime::now_utc();
+        self.auth.check(req.headers())?;
+        check_content_type(req.headers())?;
+        let (parts, body) = req.into_parts();
+        let read = body::read(&parts.headers, body, self.config.max_body_bytes, &self.buffers);
+        let buffer = tokio::time::timeout_at(deadline.into(), read)
+            .await
+            .map_err(|_| IngressError::BodyTimeout(self.config.request_timeout))??;
+        let webhook = self.parse(buffer).await?;
+        self.metrics.alerts_received.inc_by(webhook.alerts.len() as u64);
+        let (job, answer) = Job::new(webhook, received_at, deadline);
+        self.queue.try_enqueue(job)?;
+        let receipt = tokio::time::timeout_at(deadline.into(), answer)
+            .await
+            .map_err(|_| IngressError::CommitTimeout(self.config.request_timeout))?
+            .unwrap_or_else(|_| Err(Failure::Unavailable("the worker stopped before committing".into())))
+            .map_err(IngressError::Store)?;
+        Ok(json_response(StatusCode::OK, &Accepted { accepted: receipt.alerts }))
+    }
+
+    async fn parse(&self, mut buffer: body::PooledBuffer) -> Result<crate::model::Webhook, ParseError> {
+        if buffer.body.len() <= PARSE_INLINE_MAX_BYTES {
+            let pad = &mut *buffer;
+            return parse::parse(&mut pad.body, &mut pad.scratch, &self.interner);
+        }
+        let interner = self.interner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pad = &mut *buffer;
+            parse::parse(&mut pad.body, &mut pad.scratch, &interner)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ParseError::Json(format!("parser failed: {e}"))))
+    }
+
+    async fn ready(&self) -> Result<HttpResponse, IngressError> {
+        if !self.schema_ready.load(Ordering::Acquire) {
+            return Err(IngressError::NotReady("database schema not yet migrated".into()));
+        }
+        if !self.queue.has_room() {
+            return Err(IngressError::NotReady("the ingest queue is full or closed".into()));
+        }
+        self.store
+            .ping()
+            .await
+            .map_err(|e| IngressError::NotReady(e.to_string()))?;
+        Ok(json_response(StatusCode::OK, &Health { status: "ready" }))
+    }
+
+    fn metrics_text(&self) -> HttpResponse {
+        let m = &self.metrics;
+        m.queue_depth.set(self.queue.depth() as i64);
+        m.queue_capacity.set(self.queue.capacity() as i64);
+        m.interned_strings.set(self.interner.len() as i64);
+        let mut response = Response::new(Full::new(Bytes::from(m.encode())));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+    }
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn check_content_type(headers: &HeaderMap) -> Result<(), IngressError> {
+    let value = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media_type = value.split(';').next().unwrap_or("").trim();
+    if media_type.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(IngressError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json, not {value:?}"
+        )))
+    }
+}
+
+/// How `serve` ended.
+pub struct Drained {
+    /// When the shutdown signal came.
+    pub signalled_at: Instant,
+    /// Whether every connection finished within the grace period.
+    pub complete: bool,
+}
+
+/// Accepts connections until `shutdown` resolves, then lets in-flight
+/// requests finish (idle keep-alive connections are closed) for at most
+/// `grace`.
+pub async fn serve(listener: TcpListener, ingress: Arc<Ingress>, shutdown: impl Future<Output = ()>, grace: Duration) -> Drained {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(ingress.config.max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = ingress.clone();
+        let service = service_fn(move |req| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler.handle(req).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(ingress.config.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    let signalled_at = Instant::now();
+    drop(listener);
+    let complete = tokio::time::timeout(grace, graceful.shutdown()).await.is_ok();
+    Drained { signalled_at, complete }
+}

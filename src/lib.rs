@@ -1,0 +1,27 @@
+//! alert-ingest: receives Prometheus Alertmanager webhook notifications and
+//! stores every alert in PostgreSQL. A 2xx means committed; anything that may
+//! succeed later is a 503 so that Alertmanager retries.
+//!
+//! # Layout: the stages of a request, in order
+//!
+//! - [`ingress`]: hyper HTTP/1.1 server; routes, authenticates, reads the body
+//!   into a pooled buffer, maps every error to a status (never 429).
+//! - [`parse`]: bytes → [`model`] with simd-json in place; interns label strings.
+//! - [`queue`]: the bounded channel; `try_enqueue` only, full → 503.
+//! - [`workers`]: fixed thread pool; fingerprint cache, batches (size or
+//!   linger), group commit, answers the requests a commit completes.
+//! - [`store`]: PostgreSQL pool, migrations, the one-statement batch write,
+//!   error classification.
+//!
+//! Around them: [`model`] (leaf types), [`config`], [`telemetry`] (metrics),
+//! and [`app`], which wires the stages and orders shutdown.
+
+pub mod app;
+pub mod config;
+pub mod ingress;
+pub mod model;
+pub mod parse;
+pub mod queue;
+pub mod store;
+pub mod telemetry;
+pub mod workers;

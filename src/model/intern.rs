@@ -1,0 +1,77 @@
+//! Label and annotation strings, interned up to a bound.
+//!
+//! Bounded, not scoped: the first `capacity` distinct strings the process
+//! meets (in practice label names and the values that repeat — `alertname`,
+//! `severity`, `cluster`, `job`…) are interned for the life of the process;
+//! past that bound a string is kept as an owned copy in its alert instead.
+//! So a stream of label values that never repeat (a new pod name in every
+//! alert, for days) cannot grow the interner beyond `capacity` strings: their
+//! memory lives and dies with the alerts that carry them.
+
+use lasso::{Spur, ThreadedRodeo};
+
+/// A string that is either interned or, past the interner's bound, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sym {
+    Interned(Spur),
+    Owned(Box<str>),
+}
+
+pub struct Interner {
+    rodeo: ThreadedRodeo,
+    /// Soft bound: concurrent callers may overshoot it by at most one string
+    /// each, since checking the length and interning are two steps.
+    capacity: usize,
+}
+
+impl Interner {
+    pub fn new(capacity: usize) -> Interner {
+        Interner {
+            rodeo: ThreadedRodeo::new(),
+            capacity,
+        }
+    }
+
+    pub fn intern(&self, s: &str) -> Sym {
+        if let Some(spur) = self.rodeo.get(s) {
+            return Sym::Interned(spur);
+        }
+        if self.rodeo.len() < self.capacity {
+            return Sym::Interned(self.rodeo.get_or_intern(s));
+        }
+        Sym::Owned(s.into())
+    }
+
+    pub fn resolve<'a>(&'a self, sym: &'a Sym) -> &'a str {
+        match sym {
+            Sym::Interned(spur) => self.rodeo.resolve(spur),
+            Sym::Owned(s) => s,
+        }
+    }
+
+    /// How many strings are interned (exported as a metric).
+    pub fn len(&self) -> usize {
+        self.rodeo.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rodeo.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stops_growing_at_capacity_but_keeps_every_string() {
+        let interner = Interner::new(3);
+        let syms: Vec<Sym> = (0..100).map(|i| interner.intern(&format!("pod-{i}"))).collect();
+        assert_eq!(interner.len(), 3);
+        for (i, sym) in syms.iter().enumerate() {
+            assert_eq!(interner.resolve(sym), format!("pod-{i}"));
+        }
+        assert!(matches!(interner.intern("pod-1"), Sym::Interned(_)));
+        assert!(matches!(interner.intern("pod-50"), Sym::Owned(_)));
+    }
+}

@@ -1,0 +1,206 @@
+//! Bytes → model. Parses the pooled request buffer in place with simd-json
+//! and interns label strings; knows nothing of HTTP.
+
+mod raw;
+mod timestamp;
+
+use std::fmt::Display;
+
+use time::OffsetDateTime;
+
+use crate::model::{json_object, Alert, Fingerprint, Interner, Notification, Pair, Status, Webhook};
+use raw::{RawAlert, RawPairs, RawWebhook};
+
+/// Why a body is not a webhook payload we can store. Always the sender's
+/// fault, so never worth a retry.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    /// The detail names the field: `alerts[3].startsAt: invalid RFC 3339 timestamp`.
+    #[error("{0}")]
+    Payload(String),
+}
+
+/// Reusable scratch space for simd-json (kept in the request buffer pool).
+pub type Scratch = simd_json::Buffers;
+
+/// Parses a webhook body. `body` is rewritten in place (simd-json unescapes
+/// strings inside it); nothing returned borrows from it.
+pub fn parse(body: &mut [u8], scratch: &mut Scratch, interner: &Interner) -> Result<Webhook, ParseError> {
+    let mut de = simd_json::Deserializer::from_slice_with_buffers(body, scratch)
+        .map_err(|e| ParseError::Json(e.to_string()))?;
+    let raw: RawWebhook = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        ParseError::Payload(format!("{}: {}", if path == "." { "body" } else { &path }, describe(e.inner())))
+    })?;
+    convert(raw, interner, OffsetDateTime::now_utc())
+}
+
+/// A readable reason: serde's own message ("missing field `labels`") or
+/// simd-json's type mismatch, without simd-json's wrapping.
+fn describe(e: &simd_json::Error) -> String {
+    use simd_json::ErrorType as T;
+    let expected = match e.error() {
+        T::Serde(message) => return message.clone(),
+        T::ExpectedArray => "an array",
+        T::ExpectedMap => "an object",
+        T::ExpectedString => "a string",
+        T::ExpectedSigned | T::ExpectedUnsigned | T::ExpectedInteger => "an integer",
+        T::ExpectedBoolean => "a boolean",
+        other => return format!("{other:?}"),
+    };
+    format!("invalid type: expected {expected}")
+}
+
+fn convert(raw: RawWebhook, interner: &Interner, now: OffsetDateTime) -> Result<Webhook, ParseError> {
+    let alerts = raw
+        .alerts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| convert_alert(a, interner, now).map_err(|e| e.at(format_args!("alerts[{i}]"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let notification = Notification {
+        receiver: text(raw.receiver, "receiver")?,
+        status: match raw.status {
+            Some(s) => Status::parse(s).ok_or_else(|| bad_status("status", s))?,
+            None if alerts.iter().any(|a| a.status == Status::Firing) => Status::Firing,
+            None => Status::Resolved,
+        },
+        group_key: text(raw.group_key, "groupKey")?,
+        group_labels: json_text(&raw.group_labels, "groupLabels")?,
+        common_labels: json_text(&raw.common_labels, "commonLabels")?,
+        common_annotations: json_text(&raw.common_annotations, "commonAnnotations")?,
+        external_url: text(raw.external_url, "externalURL")?,
+        truncated_alerts: raw.truncated_alerts.unwrap_or(0),
+        notification_reason: raw
+            .notification_reason
+            .map(|r| text(Some(r), "notification_reason"))
+            .transpose()?,
+    };
+    Ok(Webhook { notification, alerts })
+}
+
+fn convert_alert(raw: &RawAlert, interner: &Interner, now: OffsetDateTime) -> Result<Alert, FieldError> {
+    let labels = pairs(&raw.labels, interner).map_err(|e| e.at("labels"))?;
+    let annotations = match &raw.annotations {
+        Some(a) => pairs(a, interner).map_err(|e| e.at("annotations"))?,
+        None => Vec::new(),
+    };
+    let starts_at = match raw.starts_at {
+        Some(s) => timestamp(s, "startsAt")?.ok_or_else(|| FieldError::new("startsAt", "must be set"))?,
+        None => return Err(FieldError::new("startsAt", "missing")),
+    };
+    let ends_at = raw.ends_at.map(|s| timestamp(s, "endsAt")).transpose()?.flatten();
+    let status = match raw.status {
+        Some(s) => Status::parse(s).ok_or_else(|| FieldError::new("status", status_detail(s)))?,
+        // Alertmanager always sends it; without it, infer as Alertmanager does.
+        None if ends_at.is_some_and(|e| e <= now) => Status::Resolved,
+        None => Status::Firing,
+    };
+    let fingerprint = raw.fingerprint.and_then(Fingerprint::parse_hex).unwrap_or_else(|| {
+        Fingerprint::of_sorted(labels.iter().map(|p| (interner.resolve(&p.name), interner.resolve(&p.value))))
+    });
+    let generator_url = raw.generator_url.unwrap_or("");
+    check_storable(generator_url).map_err(|e| FieldError::new("generatorURL", e))?;
+    Ok(Alert {
+        fingerprint,
+        status,
+        labels,
+        annotations,
+        starts_at,
+        ends_at,
+        generator_url: generator_url.into(),
+    })
+}
+
+/// Sorts by name byte-wise (Alertmanager's fingerprint order) and keeps the
+/// last of duplicate names, as Go's JSON decoder into a map does.
+fn pairs(raw: &RawPairs, interner: &Interner) -> Result<Vec<Pair>, FieldError> {
+    let mut sorted: Vec<(&str, &str)> = raw.0.clone();
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut out: Vec<Pair> = Vec::with_capacity(sorted.len());
+    for (i, &(name, value)) in sorted.iter().enumerate() {
+        if sorted.get(i + 1).is_some_and(|next| next.0 == name) {
+            continue;
+        }
+        check_storable(name).map_err(|e| FieldError::new(name, e))?;
+        check_storable(value).map_err(|e| FieldError::new(name, e))?;
+        out.push(Pair {
+            name: interner.intern(name),
+            value: interner.intern(value),
+        });
+    }
+    Ok(out)
+}
+
+/// PostgreSQL stores neither U+0000 in `text` nor `\u0000` in `jsonb`. We
+/// reject such an alert's request with a 400 rather than alter what the
+/// sender said; every other request in the same batch is unaffected.
+fn check_storable(s: &str) -> Result<(), &'static str> {
+    if s.contains('\0') {
+        Err("contains U+0000, which PostgreSQL cannot store")
+    } else {
+        Ok(())
+    }
+}
+
+fn timestamp(s: &str, field: &str) -> Result<Option<OffsetDateTime>, FieldError> {
+    timestamp::parse(s).map_err(|_| FieldError::new(field, "invalid RFC 3339 timestamp"))
+}
+
+fn text(s: Option<&str>, field: &str) -> Result<Box<str>, ParseError> {
+    let s = s.unwrap_or("");
+    check_storable(s).map_err(|e| ParseError::Payload(format!("{field}: {e}")))?;
+    Ok(s.into())
+}
+
+fn json_text(pairs: &Option<RawPairs>, field: &str) -> Result<Box<str>, ParseError> {
+    let pairs = pairs.as_ref().map_or(&[][..], |p| &p.0[..]);
+    for (name, value) in pairs {
+        check_storable(name)
+            .and(check_storable(value))
+            .map_err(|e| ParseError::Payload(format!("{field}.{name}: {e}")))?;
+    }
+    Ok(json_object(|| pairs.iter().copied()).into())
+}
+
+fn status_detail(s: &str) -> String {
+    format!("must be \"firing\" or \"resolved\", not {s:?}")
+}
+
+fn bad_status(field: &str, s: &str) -> ParseError {
+    ParseError::Payload(format!("{field}: {}", status_detail(s)))
+}
+
+/// A problem with one field, whose path grows as it is passed up.
+#[derive(Debug)]
+struct FieldError {
+    path: String,
+    detail: String,
+}
+
+impl FieldError {
+    fn new(field: &str, detail: impl Display) -> FieldError {
+        FieldError {
+            path: field.to_owned(),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn at(self, parent: impl Display) -> FieldError {
+        FieldError {
+            path: format!("{parent}.{}", self.path),
+            detail: self.detail,
+        }
+    }
+}
+
+impl From<FieldError> for ParseError {
+    fn from(e: FieldError) -> ParseError {
+        ParseError::Payload(format!("{}: {}", e.path, e.detail))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,76 @@
+//! Database errors, classified once: what the requester is told, and what the
+//! metrics call it, depend only on this.
+
+use std::time::Duration;
+
+use deadpool_postgres::PoolError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had (refused, timed out, pool exhausted).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The operation did not finish within `database.statement_timeout`.
+    #[error("database did not answer within {0:?}")]
+    Timeout(Duration),
+    /// PostgreSQL refused the data itself (SQLSTATE class 22 or 23): retrying
+    /// the same rows can never succeed.
+    #[error("database refused the data: {0}")]
+    Data(String),
+    /// Anything else PostgreSQL or the connection reported; may pass.
+    #[error("database error ({class}): {message}")]
+    Database { class: &'static str, message: String },
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    /// Whether writing the same rows again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, StoreError::Data(_) | StoreError::Config(_))
+    }
+
+    /// A low-cardinality name for the `db_errors_total` metric.
+    pub fn class(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Data(_) => "data",
+            StoreError::Database { class, .. } => class,
+            StoreError::Config(_) => "config",
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> StoreError {
+        let message = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        };
+        let Some(code) = e.code() else {
+            // No SQLSTATE: the connection broke or was closed.
+            return StoreError::Database { class: "connection", message };
+        };
+        let class = match &code.code()[..2] {
+            "22" | "23" => return StoreError::Data(message),
+            "08" => "connection",
+            "25" => "read_only",
+            "40" => "conflict",
+            "53" => "resources",
+            "57" if code.code() == "57014" => "timeout",
+            "57" => "shutdown",
+            _ => "other",
+        };
+        StoreError::Database { class, message }
+    }
+}
+
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> StoreError {
+        match e {
+            PoolError::Backend(e) => StoreError::Unavailable(StoreError::from(e).to_string()),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Versioned schema migrations, applied at startup (and by operators before
+//! a rollout). Safe when several instances start at once: the whole run holds
+//! a transaction-scoped advisory lock, and PostgreSQL's DDL is transactional,
+//! so a migration is applied entirely, once, or not at all.
+
+use tokio_postgres::Client;
+
+/// Arbitrary but fixed: identifies "alert-ingest schema migrations" among
+/// advisory locks (ASCII "alrtmigr").
+const MIGRATION_LOCK_KEY: i64 = 0x616c_7274_6d69_6772;
+
+struct Migration {
+    version: i32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// In order; never edit one that has shipped, add the next.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial schema",
+    sql: include_str!("migrations/0001_initial.sql"),
+}];
+
+/// Applies the missing migrations; returns the versions it applied.
+pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    integer PRIMARY KEY,
+             name       text        NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut newly = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        tx.batch_execute(m.sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&m.version, &m.name],
+        )
+        .await?;
+        newly.push(m.version);
+    }
+    tx.commit().await?;
+    Ok(newly)
+}

@@ -1,0 +1,169 @@
+//! PostgreSQL: the connection pool, schema migrations, the batch write, and
+//! the one place where database errors are classified.
+
+mod error;
+mod migrate;
+mod rows;
+
+pub use error::StoreError;
+pub use rows::{AlertRow, NotificationRow, Rows};
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::DatabaseConfig;
+
+/// Identifies our sessions in `pg_stat_activity` (and to fault tests).
+pub const APPLICATION_NAME: &str = "alert-ingest";
+
+/// Writes one batch: upserts the alert episodes, appends an event for each
+/// episode inserted or changed, and records the notifications, in a single
+/// statement (one round trip, one implicit transaction, committed when it
+/// returns). Rows are sorted by key so that concurrent writers lock episodes
+/// in the same order and cannot deadlock each other.
+const WRITE_BATCH: &str = "
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[])
+        AS t(fingerprint, starts_at, alertname, status, labels, annotations, ends_at,
+             generator_url, receiver, received_at)
+    ORDER BY fingerprint, starts_at
+), changed AS (
+    INSERT INTO alerts AS a (fingerprint, starts_at, alertname, status, labels, annotations,
+                             ends_at, generator_url, receiver, first_seen_at, updated_at)
+    SELECT fingerprint, starts_at, alertname, status, labels::jsonb, annotations::jsonb,
+           ends_at, generator_url, receiver, received_at, received_at
+    FROM input
+    ON CONFLICT (fingerprint, starts_at) DO UPDATE
+    SET alertname = EXCLUDED.alertname, status = EXCLUDED.status, labels = EXCLUDED.labels,
+        annotations = EXCLUDED.annotations, ends_at = EXCLUDED.ends_at,
+        generator_url = EXCLUDED.generator_url, receiver = EXCLUDED.receiver,
+        updated_at = EXCLUDED.updated_at
+    WHERE (a.status, a.ends_at, a.annotations)
+          IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.ends_at, EXCLUDED.annotations)
+    RETURNING a.fingerprint, a.starts_at, a.status, a.ends_at, a.updated_at
+), events AS (
+    INSERT INTO alert_events (fingerprint, starts_at, status, ends_at, received_at)
+    SELECT fingerprint, starts_at, status, ends_at, updated_at FROM changed
+), notified AS (
+    INSERT INTO notifications (receiver, status, group_key, group_labels, common_labels,
+                               common_annotations, external_url, truncated_alerts,
+                               notification_reason, alert_count, received_at)
+    SELECT receiver, status, group_key, group_labels::jsonb, common_labels::jsonb,
+           common_annotations::jsonb, external_url, truncated_alerts, notification_reason,
+           alert_count, received_at
+    FROM unnest($11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+                $17::text[], $18::int8[], $19::text[], $20::int4[], $21::timestamptz[])
+        AS n(receiver, status, group_key, group_labels, common_labels, common_annotations,
+             external_url, truncated_alerts, notification_reason, alert_count, received_at)
+)
+SELECT count(*) FROM changed";
+
+/// What one committed batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Episodes inserted or changed (each added an `alert_events` row).
+    pub changed: u64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    statement_timeout: Duration,
+}
+
+impl Store {
+    /// Builds the pool; connections are made on first use, so this succeeds
+    /// with the database down (the service starts and answers 503 meanwhile).
+    pub fn new(config: &DatabaseConfig) -> Result<Store, StoreError> {
+        let mut pg: tokio_postgres::Config = config
+            .url
+            .parse()
+            .map_err(|e| StoreError::Config(format!("database.url: {e}")))?;
+        pg.application_name(APPLICATION_NAME)
+            .connect_timeout(config.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .options(format!(
+                "-c statement_timeout={} -c synchronous_commit=on",
+                config.statement_timeout.as_millis()
+            ));
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Store {
+            pool,
+            statement_timeout: config.statement_timeout,
+        })
+    }
+
+    /// Brings the schema up to date; returns the versions it applied.
+    pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
+        let mut client = self.connection().await?;
+        let client: &mut tokio_postgres::Client = &mut client;
+        Ok(migrate::run(client).await?)
+    }
+
+    /// Whether PostgreSQL answers a trivial query within the timeouts.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let client = self.connection().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Writes and commits one batch; see `WRITE_BATCH`.
+    pub async fn write(&self, rows: &Rows<'_>) -> Result<Written, StoreError> {
+        let client = self.connection().await?;
+        let result = self
+            .bounded(async {
+                let statement = client.prepare_cached(WRITE_BATCH).await?;
+                let row = client.query_one(&statement, &rows.params()).await?;
+                Ok(Written {
+                    changed: row.get::<_, i64>(0) as u64,
+                })
+            })
+            .await;
+        if matches!(result, Err(StoreError::Timeout(_))) {
+            // The statement may still be running on a hung server: this
+            // connection's state is unknown, so it must not go back to the pool.
+            drop(Object::take(client));
+        }
+        result
+    }
+
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    async fn connection(&self) -> Result<Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The client-side bound on a database operation: a server that is hung
+    /// (SIGSTOP, a black-holed network) cannot enforce its own timeout.
+    async fn bounded<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.statement_timeout, op)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(self.statement_timeout)))
+    }
+}

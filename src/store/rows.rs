@@ -1,0 +1,128 @@
+//! A batch encoded for PostgreSQL: one array per column, bound as parameters
+//! of `WRITE_BATCH` and expanded there with `unnest`. Only bound parameters
+//! reach the database; no SQL is ever assembled from payload text.
+
+use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
+
+/// One `alerts` row (and, if it changes the episode, one `alert_events` row).
+pub struct AlertRow<'a> {
+    pub fingerprint: String,
+    pub starts_at: OffsetDateTime,
+    pub alertname: &'a str,
+    pub status: &'static str,
+    pub labels: String,
+    pub annotations: String,
+    pub ends_at: Option<OffsetDateTime>,
+    pub generator_url: &'a str,
+    pub receiver: &'a str,
+    pub received_at: OffsetDateTime,
+}
+
+/// One `notifications` row.
+pub struct NotificationRow<'a> {
+    pub receiver: &'a str,
+    pub status: &'static str,
+    pub group_key: &'a str,
+    pub group_labels: &'a str,
+    pub common_labels: &'a str,
+    pub common_annotations: &'a str,
+    pub external_url: &'a str,
+    pub truncated_alerts: i64,
+    pub notification_reason: Option<&'a str>,
+    pub alert_count: i32,
+    pub received_at: OffsetDateTime,
+}
+
+#[derive(Default)]
+pub struct Rows<'a> {
+    fingerprint: Vec<String>,
+    starts_at: Vec<OffsetDateTime>,
+    alertname: Vec<&'a str>,
+    status: Vec<&'static str>,
+    labels: Vec<String>,
+    annotations: Vec<String>,
+    ends_at: Vec<Option<OffsetDateTime>>,
+    generator_url: Vec<&'a str>,
+    receiver: Vec<&'a str>,
+    received_at: Vec<OffsetDateTime>,
+    n_receiver: Vec<&'a str>,
+    n_status: Vec<&'static str>,
+    n_group_key: Vec<&'a str>,
+    n_group_labels: Vec<&'a str>,
+    n_common_labels: Vec<&'a str>,
+    n_common_annotations: Vec<&'a str>,
+    n_external_url: Vec<&'a str>,
+    n_truncated_alerts: Vec<i64>,
+    n_notification_reason: Vec<Option<&'a str>>,
+    n_alert_count: Vec<i32>,
+    n_received_at: Vec<OffsetDateTime>,
+}
+
+impl<'a> Rows<'a> {
+    pub fn push_alert(&mut self, row: AlertRow<'a>) {
+        self.fingerprint.push(row.fingerprint);
+        self.starts_at.push(row.starts_at);
+        self.alertname.push(row.alertname);
+        self.status.push(row.status);
+        self.labels.push(row.labels);
+        self.annotations.push(row.annotations);
+        self.ends_at.push(row.ends_at);
+        self.generator_url.push(row.generator_url);
+        self.receiver.push(row.receiver);
+        self.received_at.push(row.received_at);
+    }
+
+    pub fn push_notification(&mut self, row: NotificationRow<'a>) {
+        self.n_receiver.push(row.receiver);
+        self.n_status.push(row.status);
+        self.n_group_key.push(row.group_key);
+        self.n_group_labels.push(row.group_labels);
+        self.n_common_labels.push(row.common_labels);
+        self.n_common_annotations.push(row.common_annotations);
+        self.n_external_url.push(row.external_url);
+        self.n_truncated_alerts.push(row.truncated_alerts);
+        self.n_notification_reason.push(row.notification_reason);
+        self.n_alert_count.push(row.alert_count);
+        self.n_received_at.push(row.received_at);
+    }
+
+    pub fn alert_count(&self) -> usize {
+        self.fingerprint.len()
+    }
+
+    pub fn notification_count(&self) -> usize {
+        self.n_receiver.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.alert_count() == 0 && self.notification_count() == 0
+    }
+
+    /// The parameters of `WRITE_BATCH`, in its `$1..$21` order.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 21] {
+        [
+            &self.fingerprint,
+            &self.starts_at,
+            &self.alertname,
+            &self.status,
+            &self.labels,
+            &self.annotations,
+            &self.ends_at,
+            &self.generator_url,
+            &self.receiver,
+            &self.received_at,
+            &self.n_receiver,
+            &self.n_status,
+            &self.n_group_key,
+            &self.n_group_labels,
+            &self.n_common_labels,
+            &self.n_common_annotations,
+            &self.n_external_url,
+            &self.n_truncated_alerts,
+            &self.n_notification_reason,
+            &self.n_alert_count,
+            &self.n_received_at,
+        ]
+    }
+}

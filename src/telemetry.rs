@@ -1,0 +1,93 @@
+//! Metrics, exposed at `GET /metrics` in the Prometheus text format.
+//! Names are constants here; labels are low-cardinality (status codes, error
+//! classes), never an alert's labels.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Prefix of every metric name.
+const NAMESPACE: &str = "alert_ingest";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    pub class: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<CodeLabel, Counter>,
+    pub http_request_duration: Histogram,
+    pub alerts_received: Counter,
+    pub alerts_stored: Counter,
+    pub alerts_unchanged: Counter,
+    pub notifications_stored: Counter,
+    pub queue_depth: Gauge,
+    pub queue_capacity: Gauge,
+    pub batch_rows: Histogram,
+    pub commit_duration: Histogram,
+    pub db_errors: Family<ClassLabel, Counter>,
+    pub interned_strings: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix(NAMESPACE);
+        // 100 µs .. ~3.3 s
+        let latency = || Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        let m = Metrics {
+            http_requests: Family::default(),
+            http_request_duration: latency(),
+            alerts_received: Counter::default(),
+            alerts_stored: Counter::default(),
+            alerts_unchanged: Counter::default(),
+            notifications_stored: Counter::default(),
+            queue_depth: Gauge::default(),
+            queue_capacity: Gauge::default(),
+            // 1 .. 512 rows
+            batch_rows: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            commit_duration: latency(),
+            db_errors: Family::default(),
+            interned_strings: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("http_requests", "HTTP requests answered, by status code", m.http_requests.clone());
+        r.register("http_request_duration_seconds", "Time from request head to answer", m.http_request_duration.clone());
+        r.register("alerts_received", "Alerts in accepted-for-processing webhook requests", m.alerts_received.clone());
+        r.register("alerts_stored", "Alert episodes inserted or changed in PostgreSQL", m.alerts_stored.clone());
+        r.register("alerts_unchanged", "Alerts skipped as unchanged repeats of a committed state", m.alerts_unchanged.clone());
+        r.register("notifications_stored", "Webhook notifications committed", m.notifications_stored.clone());
+        r.register("queue_depth", "Webhook requests waiting for a worker", m.queue_depth.clone());
+        r.register("queue_capacity", "Most webhook requests that may wait for a worker", m.queue_capacity.clone());
+        r.register("batch_rows", "Alert rows written per batch", m.batch_rows.clone());
+        r.register("commit_duration_seconds", "Time to write and commit one batch", m.commit_duration.clone());
+        r.register("db_errors", "Database errors, by class", m.db_errors.clone());
+        r.register("interned_strings", "Label strings held by the interner", m.interned_strings.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn db_error(&self, class: &'static str) {
+        self.db_errors.get_or_create(&ClassLabel { class }).inc();
+    }
+}

@@ -1,0 +1,155 @@
+//! A batch: the alerts of one or more requests that one worker writes in one
+//! round trip. A request's alerts may span batches: the batch records how
+//! far into each request it reaches, and only a request whose last alert is in
+//! a committed batch is answered.
+
+use std::collections::HashMap;
+
+use crate::model::{json_object, Alert, Episode, Interner, Pair};
+use crate::queue::Job;
+use crate::store::{AlertRow, NotificationRow, Rows};
+
+use super::cache::{EpisodeCache, EpisodeState};
+
+struct Entry {
+    alert: Alert,
+    state: EpisodeState,
+    /// Index into `Batch::jobs` of the request that supplied this version.
+    job: usize,
+}
+
+pub struct Batch {
+    /// Requests with alerts in this batch; only the last may be incomplete.
+    jobs: Vec<Job>,
+    entries: Vec<Entry>,
+    /// Entries by episode: one row per key per statement (PostgreSQL's
+    /// `ON CONFLICT DO UPDATE` cannot touch a row twice), the later version wins.
+    by_episode: HashMap<Episode, usize>,
+    /// Alerts placed in the batch, including skipped and merged ones.
+    placed: usize,
+    /// Alerts skipped because the cache holds the same committed state.
+    pub unchanged: usize,
+    max_rows: usize,
+}
+
+impl Batch {
+    pub fn new(max_rows: usize) -> Batch {
+        Batch {
+            jobs: Vec::new(),
+            entries: Vec::with_capacity(max_rows),
+            by_episode: HashMap::with_capacity(max_rows),
+            placed: 0,
+            unchanged: 0,
+            max_rows,
+        }
+    }
+
+    /// Whether the batch should be written now rather than wait for more.
+    pub fn is_full(&self) -> bool {
+        self.placed >= self.max_rows || self.jobs.len() >= self.max_rows || self.has_partial()
+    }
+
+    /// Takes as many of `job`'s alerts as fit (all of them if they do).
+    pub fn add(&mut self, mut job: Job, cache: &EpisodeCache, interner: &Interner) {
+        let room = self.max_rows.saturating_sub(self.placed).max(1);
+        let take = room.min(job.webhook.alerts.len());
+        let slot = self.jobs.len();
+        for alert in job.webhook.alerts.drain(..take) {
+            self.place(alert, slot, cache, interner);
+        }
+        self.placed += take;
+        self.jobs.push(job);
+    }
+
+    fn place(&mut self, alert: Alert, job: usize, cache: &EpisodeCache, interner: &Interner) {
+        let episode = alert.episode();
+        let state = EpisodeState::of(&alert, interner);
+        if let Some(&i) = self.by_episode.get(&episode) {
+            self.entries[i] = Entry { alert, state, job };
+            self.unchanged += 1;
+        } else if cache.is_committed(&episode, &state) {
+            self.unchanged += 1;
+        } else {
+            self.by_episode.insert(episode, self.entries.len());
+            self.entries.push(Entry { alert, state, job });
+        }
+    }
+
+    /// Whether the last request still has alerts for a later batch.
+    pub fn has_partial(&self) -> bool {
+        self.jobs.last().is_some_and(|j| !j.webhook.alerts.is_empty())
+    }
+
+    pub fn job_count(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Encodes the batch, or only what request `only` contributed to it.
+    pub fn rows<'a>(&'a self, interner: &'a Interner, only: Option<usize>) -> Rows<'a> {
+        let mut rows = Rows::default();
+        let wanted = |job: usize| only.is_none_or(|o| o == job);
+        for entry in self.entries.iter().filter(|e| wanted(e.job)) {
+            rows.push_alert(alert_row(entry, &self.jobs[entry.job], interner));
+        }
+        for (_, job) in self.jobs.iter().enumerate().filter(|(i, _)| wanted(*i)) {
+            if job.webhook.alerts.is_empty() {
+                rows.push_notification(notification_row(job));
+            }
+        }
+        rows
+    }
+
+    /// The states this batch commits, for the cache (all, or one request's).
+    pub fn states(&self, only: Option<usize>) -> impl Iterator<Item = (Episode, EpisodeState)> + '_ {
+        self.entries
+            .iter()
+            .filter(move |e| only.is_none_or(|o| o == e.job))
+            .map(|e| (e.alert.episode(), e.state))
+    }
+
+    /// Hands back the requests: `(index, job, complete)`; an incomplete one
+    /// goes on in the next batch.
+    pub fn into_jobs(self) -> impl Iterator<Item = (usize, Job, bool)> {
+        self.jobs.into_iter().enumerate().map(|(i, job)| {
+            let complete = job.webhook.alerts.is_empty();
+            (i, job, complete)
+        })
+    }
+}
+
+fn alert_row<'a>(entry: &'a Entry, job: &'a Job, interner: &'a Interner) -> AlertRow<'a> {
+    let alert = &entry.alert;
+    AlertRow {
+        fingerprint: alert.fingerprint.to_string(),
+        starts_at: alert.starts_at,
+        alertname: alert.alertname(interner),
+        status: alert.status.as_str(),
+        labels: pairs_json(&alert.labels, interner),
+        annotations: pairs_json(&alert.annotations, interner),
+        ends_at: alert.ends_at,
+        generator_url: &alert.generator_url,
+        receiver: &job.webhook.notification.receiver,
+        received_at: job.received_at,
+    }
+}
+
+fn notification_row(job: &Job) -> NotificationRow<'_> {
+    let n = &job.webhook.notification;
+    NotificationRow {
+        receiver: &n.receiver,
+        status: n.status.as_str(),
+        group_key: &n.group_key,
+        group_labels: &n.group_labels,
+        common_labels: &n.common_labels,
+        common_annotations: &n.common_annotations,
+        external_url: &n.external_url,
+        truncated_alerts: n.truncated_alerts,
+        notification_reason: n.notification_reason.as_deref(),
+        alert_count: i32::try_from(job.alert_count).unwrap_or(i32::MAX),
+        received_at: job.received_at,
+    }
+}
+
+fn pairs_json(pairs: &[Pair], interner: &Interner) -> String {
+    json_object(|| pairs.iter().map(|p| (interner.resolve(&p.name), interner.resolve(&p.value))))
+}

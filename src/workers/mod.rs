@@ -1,0 +1,245 @@
+//! A fixed pool of worker threads: receive requests from the queue, drop
+//! unchanged repeats (fingerprint cache), gather a batch (size or linger),
+//! write it in one round trip, then answer every request it completes
+//! (group commit).
+
+mod batch;
+mod cache;
+
+pub use batch::Batch;
+pub use cache::{EpisodeCache, EpisodeState};
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use tokio::runtime::Handle;
+
+use crate::config::{BatchConfig, DatabaseConfig};
+use crate::model::Interner;
+use crate::queue::{Failure, Job, Receipt};
+use crate::store::{Store, StoreError, Written};
+use crate::telemetry::Metrics;
+
+/// Pause before writing a failed batch again; grows linearly per attempt.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What every worker shares.
+pub struct Shared {
+    pub store: Store,
+    pub cache: EpisodeCache,
+    pub interner: Arc<Interner>,
+    pub metrics: Arc<Metrics>,
+    /// Runs the async database client from these plain threads.
+    pub runtime: Handle,
+}
+
+/// How the workers batch and retry.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub count: usize,
+    pub batch: BatchConfig,
+    pub max_attempts: u32,
+}
+
+impl Settings {
+    pub fn new(count: usize, batch: &BatchConfig, database: &DatabaseConfig) -> Settings {
+        Settings {
+            count,
+            batch: batch.clone(),
+            max_attempts: database.max_attempts,
+        }
+    }
+}
+
+pub struct Workers {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    pub fn spawn(settings: Settings, rx: Receiver<Job>, shared: Arc<Shared>) -> std::io::Result<Workers> {
+        let threads = (0..settings.count)
+            .map(|i| {
+                let worker = Worker {
+                    rx: rx.clone(),
+                    shared: shared.clone(),
+                    settings: settings.clone(),
+                };
+                std::thread::Builder::new()
+                    .name(format!("ingest-worker-{i}"))
+                    .spawn(move || worker.run())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Workers { threads })
+    }
+
+    /// Waits for the workers to drain the (closed) queue; those still busy at
+    /// `deadline` are left behind, and their requests were answered 503 by
+    /// their own deadline.
+    pub fn join(self, deadline: Instant) -> bool {
+        let mut all = true;
+        for thread in self.threads {
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                all = false;
+            }
+        }
+        all
+    }
+}
+
+struct Worker {
+    rx: Receiver<Job>,
+    shared: Arc<Shared>,
+    settings: Settings,
+}
+
+impl Worker {
+    fn run(self) {
+        let mut carry = None;
+        while let Some(batch) = self.collect(carry.take()) {
+            carry = self.flush(batch);
+        }
+    }
+
+    /// Blocks for a first request, then gathers more until the batch is full
+    /// or `batch.linger` has passed. `None` once the queue is closed and empty.
+    fn collect(&self, carry: Option<Job>) -> Option<Batch> {
+        let mut batch = Batch::new(self.settings.batch.max_rows);
+        match carry {
+            Some(job) => self.add(&mut batch, job),
+            None => loop {
+                if let Some(job) = self.live(self.rx.recv().ok()?) {
+                    self.add(&mut batch, job);
+                    break;
+                }
+            },
+        }
+        let linger_until = Instant::now() + self.settings.batch.linger;
+        while !batch.is_full() {
+            match self.rx.recv_deadline(linger_until) {
+                Ok(job) => {
+                    if let Some(job) = self.live(job) {
+                        self.add(&mut batch, job);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    fn add(&self, batch: &mut Batch, job: Job) {
+        batch.add(job, &self.shared.cache, &self.shared.interner);
+    }
+
+    /// Drops a request whose requester has already been answered 503.
+    fn live(&self, job: Job) -> Option<Job> {
+        if job.deadline > Instant::now() {
+            return Some(job);
+        }
+        job.answer(Err(Failure::Unavailable("timed out waiting in the queue".into())));
+        None
+    }
+
+    /// Writes the batch and answers the requests it completes; returns the
+    /// request that goes on in the next batch, if any.
+    fn flush(&self, batch: Batch) -> Option<Job> {
+        let result = self.write(&batch, None);
+        match result {
+            Ok(_) => {
+                self.committed(&batch, None);
+                self.answer_all(batch, Ok(()))
+            }
+            Err(e) if !e.is_retryable() => self.write_each(batch),
+            Err(e) => self.answer_all(batch, Err(Failure::Unavailable(e.to_string()))),
+        }
+    }
+
+    /// One request's data was refused: write each request on its own, so
+    /// that only the one that carries the bad row is refused.
+    fn write_each(&self, batch: Batch) -> Option<Job> {
+        let outcomes: Vec<Result<(), Failure>> = (0..batch.job_count())
+            .map(|i| match self.write(&batch, Some(i)) {
+                Ok(_) => {
+                    self.committed(&batch, Some(i));
+                    Ok(())
+                }
+                Err(StoreError::Data(detail)) => Err(Failure::Rejected(detail)),
+                Err(e) => Err(Failure::Unavailable(e.to_string())),
+            })
+            .collect();
+        let mut carry = None;
+        for ((_, job, complete), outcome) in batch.into_jobs().zip(outcomes) {
+            carry = answer(job, complete, outcome);
+        }
+        carry
+    }
+
+    fn answer_all(&self, batch: Batch, outcome: Result<(), Failure>) -> Option<Job> {
+        let mut carry = None;
+        for (_, job, complete) in batch.into_jobs() {
+            carry = answer(job, complete, outcome.clone());
+        }
+        carry
+    }
+
+    /// Writes the batch (or one request's part), retrying what may pass.
+    fn write(&self, batch: &Batch, only: Option<usize>) -> Result<Written, StoreError> {
+        let rows = batch.rows(&self.shared.interner, only);
+        let metrics = &self.shared.metrics;
+        let mut attempt = 1;
+        loop {
+            let started = Instant::now();
+            match self.shared.runtime.block_on(self.shared.store.write(&rows)) {
+                Ok(written) => {
+                    metrics.commit_duration.observe(started.elapsed().as_secs_f64());
+                    metrics.batch_rows.observe(rows.alert_count() as f64);
+                    metrics.notifications_stored.inc_by(rows.notification_count() as u64);
+                    let unchanged = rows.alert_count() as u64 - written.changed;
+                    metrics.alerts_stored.inc_by(written.changed);
+                    metrics.alerts_unchanged.inc_by(unchanged);
+                    return Ok(written);
+                }
+                Err(e) => {
+                    metrics.db_error(e.class());
+                    tracing::warn!(error = %e, attempt, "batch write failed");
+                    if !e.is_retryable() || attempt >= self.settings.max_attempts {
+                        return Err(e);
+                    }
+                    std::thread::sleep(RETRY_BACKOFF * attempt);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn committed(&self, batch: &Batch, only: Option<usize>) {
+        self.shared.cache.committed(batch.states(only));
+        if only.is_none() {
+            self.shared.metrics.alerts_unchanged.inc_by(batch.unchanged as u64);
+        }
+    }
+}
+
+/// Answers a complete request; hands back an incomplete one that succeeded
+/// so far (a failed one is answered at once: its remaining alerts are moot).
+fn answer(job: Job, complete: bool, outcome: Result<(), Failure>) -> Option<Job> {
+    match outcome {
+        Ok(()) if !complete => Some(job),
+        Ok(()) => {
+            let alerts = job.alert_count;
+            job.answer(Ok(Receipt { alerts }));
+            None
+        }
+        Err(failure) => {
+            job.answer(Err(failure));
+            None
+        }
+    }
+}
