@@ -30,7 +30,10 @@ pub enum StartError {
     #[error("{0}")]
     Auth(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start worker threads: {0}")]
     Workers(std::io::Error),
 }
@@ -67,7 +70,9 @@ impl App {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Listen { addr, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr, source })?;
         let grace = config.server.shutdown_grace;
         let ingress = Arc::new(Ingress {
             queue: queue.clone(),

@@ -285,20 +285,68 @@ impl Config {
             }
         };
         let s = &self.server;
-        check(s.max_body_bytes > 0, "server.max_body_bytes", "must be greater than 0");
-        check(!s.request_timeout.is_zero(), "server.request_timeout", "must be greater than 0");
-        check(!s.header_read_timeout.is_zero(), "server.header_read_timeout", "must be greater than 0");
-        check(s.max_connections > 0, "server.max_connections", "must be greater than 0");
-        check(s.retry_after.as_secs() >= 1, "server.retry_after", "must be at least 1s");
+        check(
+            s.max_body_bytes > 0,
+            "server.max_body_bytes",
+            "must be greater than 0",
+        );
+        check(
+            !s.request_timeout.is_zero(),
+            "server.request_timeout",
+            "must be greater than 0",
+        );
+        check(
+            !s.header_read_timeout.is_zero(),
+            "server.header_read_timeout",
+            "must be greater than 0",
+        );
+        check(
+            s.max_connections > 0,
+            "server.max_connections",
+            "must be greater than 0",
+        );
+        check(
+            s.retry_after.as_secs() >= 1,
+            "server.retry_after",
+            "must be at least 1s",
+        );
         let d = &self.database;
-        check(d.url.parse::<tokio_postgres::Config>().is_ok(), "database.url", "is not a valid PostgreSQL URL");
+        check(
+            d.url.parse::<tokio_postgres::Config>().is_ok(),
+            "database.url",
+            "is not a valid PostgreSQL URL",
+        );
         check(d.pool_size >= 2, "database.pool_size", "must be at least 2");
-        check(!d.connect_timeout.is_zero(), "database.connect_timeout", "must be greater than 0");
-        check(d.statement_timeout.as_millis() >= 1, "database.statement_timeout", "must be at least 1ms");
-        check(d.max_attempts >= 1, "database.max_attempts", "must be at least 1");
-        check(self.queue.capacity > 0, "queue.capacity", "must be greater than 0");
-        check(self.workers.count > 0, "workers.count", "must be greater than 0");
-        check(self.batch.max_rows > 0, "batch.max_rows", "must be greater than 0");
+        check(
+            !d.connect_timeout.is_zero(),
+            "database.connect_timeout",
+            "must be greater than 0",
+        );
+        check(
+            d.statement_timeout.as_millis() >= 1,
+            "database.statement_timeout",
+            "must be at least 1ms",
+        );
+        check(
+            d.max_attempts >= 1,
+            "database.max_attempts",
+            "must be at least 1",
+        );
+        check(
+            self.queue.capacity > 0,
+            "queue.capacity",
+            "must be greater than 0",
+        );
+        check(
+            self.workers.count > 0,
+            "workers.count",
+            "must be greater than 0",
+        );
+        check(
+            self.batch.max_rows > 0,
+            "batch.max_rows",
+            "must be greater than 0",
+        );
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level",
@@ -316,14 +364,18 @@ impl Config {
 impl AuthConfig {
     fn validate(&self, problems: &mut Vec<String>) {
         if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
-            problems.push("auth.bearer_token: give either bearer_token or bearer_token_file".into());
+            problems
+                .push("auth.bearer_token: give either bearer_token or bearer_token_file".into());
         }
         if let Some(basic) = &self.basic_auth {
             if basic.username.is_empty() {
                 problems.push("auth.basic_auth.username: must not be empty".into());
             }
             if basic.password.is_some() == basic.password_file.is_some() {
-                problems.push("auth.basic_auth.password: give exactly one of password or password_file".into());
+                problems.push(
+                    "auth.basic_auth.password: give exactly one of password or password_file"
+                        .into(),
+                );
             }
         }
     }
@@ -335,11 +387,16 @@ mod tests {
 
     #[test]
     fn repository_config_yaml_is_valid_and_matches_defaults() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml")).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml")).unwrap();
         let config = Config::from_yaml(&text).unwrap();
         config.validate().unwrap();
         let defaults = Config::default();
-        assert_eq!(format!("{config:?}"), format!("{defaults:?}"), "config.yaml drifted from the defaults");
+        assert_eq!(
+            format!("{config:?}"),
+            format!("{defaults:?}"),
+            "config.yaml drifted from the defaults"
+        );
     }
 
     #[test]
@@ -355,7 +412,10 @@ mod tests {
         assert!(err.to_string().contains("linger"), "{err}");
         let config = Config::from_yaml("queue:\n  capacity: 0\nworkers:\n  count: 0\n").unwrap();
         let err = config.validate().unwrap_err().to_string();
-        assert!(err.contains("queue.capacity") && err.contains("workers.count"), "{err}");
+        assert!(
+            err.contains("queue.capacity") && err.contains("workers.count"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use alert_ingest::app::{self, App};
-use alert_ingest::config::{Config, LogFormat, LogConfig};
+use alert_ingest::config::{Config, LogConfig, LogFormat};
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
@@ -80,7 +80,9 @@ async fn serve(config: Config) -> anyhow::Result<bool> {
 fn init_logging(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -66,24 +66,73 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("http_requests", "HTTP requests answered, by status code", m.http_requests.clone());
-        r.register("http_request_duration_seconds", "Time from request head to answer", m.http_request_duration.clone());
-        r.register("alerts_received", "Alerts in accepted-for-processing webhook requests", m.alerts_received.clone());
-        r.register("alerts_stored", "Alert episodes inserted or changed in PostgreSQL", m.alerts_stored.clone());
-        r.register("alerts_unchanged", "Alerts skipped as unchanged repeats of a committed state", m.alerts_unchanged.clone());
-        r.register("notifications_stored", "Webhook notifications committed", m.notifications_stored.clone());
-        r.register("queue_depth", "Webhook requests waiting for a worker", m.queue_depth.clone());
-        r.register("queue_capacity", "Most webhook requests that may wait for a worker", m.queue_capacity.clone());
-        r.register("batch_rows", "Alert rows written per batch", m.batch_rows.clone());
-        r.register("commit_duration_seconds", "Time to write and commit one batch", m.commit_duration.clone());
-        r.register("db_errors", "Database errors, by class", m.db_errors.clone());
-        r.register("interned_strings", "Label strings held by the interner", m.interned_strings.clone());
+        r.register(
+            "http_requests",
+            "HTTP requests answered, by status code",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "Time from request head to answer",
+            m.http_request_duration.clone(),
+        );
+        r.register(
+            "alerts_received",
+            "Alerts in accepted-for-processing webhook requests",
+            m.alerts_received.clone(),
+        );
+        r.register(
+            "alerts_stored",
+            "Alert episodes inserted or changed in PostgreSQL",
+            m.alerts_stored.clone(),
+        );
+        r.register(
+            "alerts_unchanged",
+            "Alerts skipped as unchanged repeats of a committed state",
+            m.alerts_unchanged.clone(),
+        );
+        r.register(
+            "notifications_stored",
+            "Webhook notifications committed",
+            m.notifications_stored.clone(),
+        );
+        r.register(
+            "queue_depth",
+            "Webhook requests waiting for a worker",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "queue_capacity",
+            "Most webhook requests that may wait for a worker",
+            m.queue_capacity.clone(),
+        );
+        r.register(
+            "batch_rows",
+            "Alert rows written per batch",
+            m.batch_rows.clone(),
+        );
+        r.register(
+            "commit_duration_seconds",
+            "Time to write and commit one batch",
+            m.commit_duration.clone(),
+        );
+        r.register(
+            "db_errors",
+            "Database errors, by class",
+            m.db_errors.clone(),
+        );
+        r.register(
+            "interned_strings",
+            "Label strings held by the interner",
+            m.interned_strings.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 

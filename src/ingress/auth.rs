@@ -21,10 +21,18 @@ pub struct Auth {
 impl Auth {
     /// Reads secrets given by file; fails naming the key whose file is unreadable.
     pub fn from_config(config: &AuthConfig) -> Result<Auth, String> {
-        let bearer = secret(config.bearer_token.as_ref(), config.bearer_token_file.as_deref(), "auth.bearer_token_file")?;
+        let bearer = secret(
+            config.bearer_token.as_ref(),
+            config.bearer_token_file.as_deref(),
+            "auth.bearer_token_file",
+        )?;
         let basic = match &config.basic_auth {
             Some(b) => {
-                let password = secret(b.password.as_ref(), b.password_file.as_deref(), "auth.basic_auth.password_file")?;
+                let password = secret(
+                    b.password.as_ref(),
+                    b.password_file.as_deref(),
+                    "auth.basic_auth.password_file",
+                )?;
                 password.map(|p| [b.username.as_bytes(), b":", &p].concat())
             }
             None => None,
@@ -40,12 +48,17 @@ impl Auth {
         if !self.is_enabled() {
             return Ok(());
         }
-        let presented = headers.get(AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
+        let presented = headers
+            .get(AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
         let ok = match split_scheme(presented) {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer") => matches(&self.bearer, token),
-            Some((scheme, encoded)) if scheme.eq_ignore_ascii_case(b"basic") => {
-                BASE64.decode(encoded).is_ok_and(|decoded| matches(&self.basic, &decoded))
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer") => {
+                matches(&self.bearer, token)
             }
+            Some((scheme, encoded)) if scheme.eq_ignore_ascii_case(b"basic") => BASE64
+                .decode(encoded)
+                .is_ok_and(|decoded| matches(&self.basic, &decoded)),
             _ => false,
         };
         if ok {
@@ -67,7 +80,9 @@ impl Auth {
 }
 
 fn matches(expected: &Option<Vec<u8>>, presented: &[u8]) -> bool {
-    expected.as_ref().is_some_and(|e| bool::from(e.as_slice().ct_eq(presented)))
+    expected
+        .as_ref()
+        .is_some_and(|e| bool::from(e.as_slice().ct_eq(presented)))
 }
 
 fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -75,13 +90,20 @@ fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&value[..space], value[space + 1..].trim_ascii()))
 }
 
-fn secret(inline: Option<&Secret>, file: Option<&std::path::Path>, key: &str) -> Result<Option<Vec<u8>>, String> {
+fn secret(
+    inline: Option<&Secret>,
+    file: Option<&std::path::Path>,
+    key: &str,
+) -> Result<Option<Vec<u8>>, String> {
     if let Some(s) = inline {
         return Ok(Some(s.expose().as_bytes().to_vec()));
     }
     let Some(path) = file else { return Ok(None) };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{key}: {}: {e}", path.display()))?;
-    Ok(Some(text.trim_end_matches(['\r', '\n']).as_bytes().to_vec()))
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{key}: {}: {e}", path.display()))?;
+    Ok(Some(
+        text.trim_end_matches(['\r', '\n']).as_bytes().to_vec(),
+    ))
 }
 
 #[cfg(test)]
@@ -119,13 +141,25 @@ mod tests {
         let auth = both();
         assert!(auth.check(&headers("Bearer s3cret-token")).is_ok());
         assert!(auth.check(&headers("bearer s3cret-token")).is_ok());
-        assert!(auth.check(&headers(&format!("Basic {}", BASE64.encode("am:pw")))).is_ok());
-        for bad in ["Bearer s3cret-toke", "Bearer", "Basic !!!", "s3cret-token", "Token s3cret-token"] {
+        assert!(auth
+            .check(&headers(&format!("Basic {}", BASE64.encode("am:pw"))))
+            .is_ok());
+        for bad in [
+            "Bearer s3cret-toke",
+            "Bearer",
+            "Basic !!!",
+            "s3cret-token",
+            "Token s3cret-token",
+        ] {
             assert!(auth.check(&headers(bad)).is_err(), "{bad}");
         }
-        assert!(auth.check(&headers(&format!("Basic {}", BASE64.encode("am:pw2")))).is_err());
+        assert!(auth
+            .check(&headers(&format!("Basic {}", BASE64.encode("am:pw2"))))
+            .is_err());
         let err = auth.check(&HeaderMap::new()).unwrap_err();
-        assert!(matches!(err, IngressError::Unauthorized { challenge } if challenge.contains("Basic")));
+        assert!(
+            matches!(err, IngressError::Unauthorized { challenge } if challenge.contains("Basic"))
+        );
     }
 
     #[test]

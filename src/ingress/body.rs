@@ -57,7 +57,12 @@ impl Drop for PooledBuffer {
     }
 }
 
-pub async fn read<B>(headers: &HeaderMap, body: B, limit: usize, pool: &BufferPool) -> Result<PooledBuffer, IngressError>
+pub async fn read<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+    pool: &BufferPool,
+) -> Result<PooledBuffer, IngressError>
 where
     B: Body,
     B::Data: Buf,
@@ -88,8 +93,13 @@ where
 }
 
 fn declared_length(headers: &HeaderMap) -> Result<Option<usize>, IngressError> {
-    let Some(value) = headers.get(CONTENT_LENGTH) else { return Ok(None) };
-    let parsed = value.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let Some(value) = headers.get(CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    let parsed = value
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
     match parsed {
         Some(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
         None => Err(IngressError::BodyRead("invalid Content-Length".into())),

@@ -137,12 +137,23 @@ mod tests {
     fn status_mapping() {
         assert_eq!(status_of(IngressError::NotFound), 404);
         assert_eq!(status_of(IngressError::MethodNotAllowed("POST")), 405);
-        assert_eq!(status_of(IngressError::Unauthorized { challenge: "Bearer" }), 401);
-        assert_eq!(status_of(IngressError::UnsupportedMediaType("x".into())), 415);
+        assert_eq!(
+            status_of(IngressError::Unauthorized {
+                challenge: "Bearer"
+            }),
+            401
+        );
+        assert_eq!(
+            status_of(IngressError::UnsupportedMediaType("x".into())),
+            415
+        );
         assert_eq!(status_of(IngressError::PayloadTooLarge { limit: 1 }), 413);
         assert_eq!(status_of(ParseError::Json("x".into()).into()), 400);
         assert_eq!(status_of(ParseError::Payload("x".into()).into()), 400);
-        assert_eq!(status_of(IngressError::Store(Failure::Rejected("x".into()))), 400);
+        assert_eq!(
+            status_of(IngressError::Store(Failure::Rejected("x".into()))),
+            400
+        );
         for unavailable in [
             IngressError::Queue(QueueError::Full),
             IngressError::Queue(QueueError::Closed),
@@ -164,18 +175,25 @@ mod tests {
 
     #[test]
     fn body_is_json_with_kind_and_detail() {
-        let response = IngressError::from(ParseError::Payload("alerts[3].startsAt: invalid RFC 3339 timestamp".into()))
-            .into_response(Duration::from_secs(1));
+        let response = IngressError::from(ParseError::Payload(
+            "alerts[3].startsAt: invalid RFC 3339 timestamp".into(),
+        ))
+        .into_response(Duration::from_secs(1));
         let body = response.into_body();
         let bytes = futures_body(body);
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(value["error"], "invalid_payload");
-        assert_eq!(value["detail"], "alerts[3].startsAt: invalid RFC 3339 timestamp");
+        assert_eq!(
+            value["detail"],
+            "alerts[3].startsAt: invalid RFC 3339 timestamp"
+        );
     }
 
     fn futures_body(body: Full<Bytes>) -> Bytes {
         use http_body_util::BodyExt;
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(body.collect()).unwrap().to_bytes()
     }
 }

@@ -91,8 +91,13 @@ impl Ingress {
             }
         };
         let code = response.status().as_u16();
-        self.metrics.http_requests.get_or_create(&CodeLabel { code }).inc();
-        self.metrics.http_request_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .http_requests
+            .get_or_create(&CodeLabel { code })
+            .inc();
+        self.metrics
+            .http_request_duration
+            .observe(started.elapsed().as_secs_f64());
         response
     }
 
@@ -105,7 +110,9 @@ impl Ingress {
         match (req.method(), req.uri().path()) {
             (&Method::POST, "/webhook") => self.webhook(req).await,
             (_, "/webhook") => Err(IngressError::MethodNotAllowed("POST")),
-            (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &Health { status: "ok" })),
+            (&Method::GET, "/healthz") => {
+                Ok(json_response(StatusCode::OK, &Health { status: "ok" }))
+            }
             (&Method::GET, "/readyz") => self.ready().await,
             (&Method::GET, "/metrics") => Ok(self.metrics_text()),
             (_, "/healthz" | "/readyz" | "/metrics") => Err(IngressError::MethodNotAllowed("GET")),
@@ -125,23 +132,42 @@ impl Ingress {
         self.auth.check(req.headers())?;
         check_content_type(req.headers())?;
         let (parts, body) = req.into_parts();
-        let read = body::read(&parts.headers, body, self.config.max_body_bytes, &self.buffers);
+        let read = body::read(
+            &parts.headers,
+            body,
+            self.config.max_body_bytes,
+            &self.buffers,
+        );
         let buffer = tokio::time::timeout_at(deadline.into(), read)
             .await
             .map_err(|_| IngressError::BodyTimeout(self.config.request_timeout))??;
         let webhook = self.parse(buffer).await?;
-        self.metrics.alerts_received.inc_by(webhook.alerts.len() as u64);
+        self.metrics
+            .alerts_received
+            .inc_by(webhook.alerts.len() as u64);
         let (job, answer) = Job::new(webhook, received_at, deadline);
         self.queue.try_enqueue(job)?;
         let receipt = tokio::time::timeout_at(deadline.into(), answer)
             .await
             .map_err(|_| IngressError::CommitTimeout(self.config.request_timeout))?
-            .unwrap_or_else(|_| Err(Failure::Unavailable("the worker stopped before committing".into())))
+            .unwrap_or_else(|_| {
+                Err(Failure::Unavailable(
+                    "the worker stopped before committing".into(),
+                ))
+            })
             .map_err(IngressError::Store)?;
-        Ok(json_response(StatusCode::OK, &Accepted { accepted: receipt.alerts }))
+        Ok(json_response(
+            StatusCode::OK,
+            &Accepted {
+                accepted: receipt.alerts,
+            },
+        ))
     }
 
-    async fn parse(&self, mut buffer: body::PooledBuffer) -> Result<crate::model::Webhook, ParseError> {
+    async fn parse(
+        &self,
+        mut buffer: body::PooledBuffer,
+    ) -> Result<crate::model::Webhook, ParseError> {
         if buffer.body.len() <= PARSE_INLINE_MAX_BYTES {
             let pad = &mut *buffer;
             return parse::parse(&mut pad.body, &mut pad.scratch, &self.interner);
@@ -157,10 +183,14 @@ impl Ingress {
 
     async fn ready(&self) -> Result<HttpResponse, IngressError> {
         if !self.schema_ready.load(Ordering::Acquire) {
-            return Err(IngressError::NotReady("database schema not yet migrated".into()));
+            return Err(IngressError::NotReady(
+                "database schema not yet migrated".into(),
+            ));
         }
         if !self.queue.has_room() {
-            return Err(IngressError::NotReady("the ingest queue is full or closed".into()));
+            return Err(IngressError::NotReady(
+                "the ingest queue is full or closed".into(),
+            ));
         }
         self.store
             .ping()
@@ -185,7 +215,10 @@ impl Ingress {
 
 /// `application/json`, with or without parameters (`; charset=utf-8`).
 fn check_content_type(headers: &HeaderMap) -> Result<(), IngressError> {
-    let value = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let value = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let media_type = value.split(';').next().unwrap_or("").trim();
     if media_type.eq_ignore_ascii_case("application/json") {
         Ok(())
@@ -207,7 +240,12 @@ pub struct Drained {
 /// Accepts connections until `shutdown` resolves, then lets in-flight
 /// requests finish (idle keep-alive connections are closed) for at most
 /// `grace`.
-pub async fn serve(listener: TcpListener, ingress: Arc<Ingress>, shutdown: impl Future<Output = ()>, grace: Duration) -> Drained {
+pub async fn serve(
+    listener: TcpListener,
+    ingress: Arc<Ingress>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> Drained {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(ingress.config.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
@@ -247,6 +285,11 @@ pub async fn serve(listener: TcpListener, ingress: Arc<Ingress>, shutdown: impl 
     }
     let signalled_at = Instant::now();
     drop(listener);
-    let complete = tokio::time::timeout(grace, graceful.shutdown()).await.is_ok();
-    Drained { signalled_at, complete }
+    let complete = tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_ok();
+    Drained {
+        signalled_at,
+        complete,
+    }
 }

@@ -53,7 +53,10 @@ mod tests {
     #[test]
     fn upstream_vectors() {
         assert_eq!(fp(&[]), "cbf29ce484222325");
-        assert_eq!(fp(&[("job", "foo"), ("severity", "warning")]), "9266ef3da838ad95");
+        assert_eq!(
+            fp(&[("job", "foo"), ("severity", "warning")]),
+            "9266ef3da838ad95"
+        );
         assert_eq!(
             fp(&[("alertname", "alert1"), ("severity", "critical")]),
             "0223b772b51c29e1"

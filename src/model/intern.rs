@@ -66,7 +66,9 @@ mod tests {
     #[test]
     fn stops_growing_at_capacity_but_keeps_every_string() {
         let interner = Interner::new(3);
-        let syms: Vec<Sym> = (0..100).map(|i| interner.intern(&format!("pod-{i}"))).collect();
+        let syms: Vec<Sym> = (0..100)
+            .map(|i| interner.intern(&format!("pod-{i}")))
+            .collect();
         assert_eq!(interner.len(), 3);
         for (i, sym) in syms.iter().enumerate() {
             assert_eq!(interner.resolve(sym), format!("pod-{i}"));

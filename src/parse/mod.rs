@@ -8,7 +8,9 @@ use std::fmt::Display;
 
 use time::OffsetDateTime;
 
-use crate::model::{json_object, Alert, Fingerprint, Interner, Notification, Pair, Status, Webhook};
+use crate::model::{
+    json_object, Alert, Fingerprint, Interner, Notification, Pair, Status, Webhook,
+};
 use raw::{RawAlert, RawPairs, RawWebhook};
 
 /// Why a body is not a webhook payload we can store. Always the sender's
@@ -27,12 +29,20 @@ pub type Scratch = simd_json::Buffers;
 
 /// Parses a webhook body. `body` is rewritten in place (simd-json unescapes
 /// strings inside it); nothing returned borrows from it.
-pub fn parse(body: &mut [u8], scratch: &mut Scratch, interner: &Interner) -> Result<Webhook, ParseError> {
+pub fn parse(
+    body: &mut [u8],
+    scratch: &mut Scratch,
+    interner: &Interner,
+) -> Result<Webhook, ParseError> {
     let mut de = simd_json::Deserializer::from_slice_with_buffers(body, scratch)
         .map_err(|e| ParseError::Json(e.to_string()))?;
     let raw: RawWebhook = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        ParseError::Payload(format!("{}: {}", if path == "." { "body" } else { &path }, describe(e.inner())))
+        ParseError::Payload(format!(
+            "{}: {}",
+            if path == "." { "body" } else { &path },
+            describe(e.inner())
+        ))
     })?;
     convert(raw, interner, OffsetDateTime::now_utc())
 }
@@ -53,12 +63,18 @@ fn describe(e: &simd_json::Error) -> String {
     format!("invalid type: expected {expected}")
 }
 
-fn convert(raw: RawWebhook, interner: &Interner, now: OffsetDateTime) -> Result<Webhook, ParseError> {
+fn convert(
+    raw: RawWebhook,
+    interner: &Interner,
+    now: OffsetDateTime,
+) -> Result<Webhook, ParseError> {
     let alerts = raw
         .alerts
         .iter()
         .enumerate()
-        .map(|(i, a)| convert_alert(a, interner, now).map_err(|e| e.at(format_args!("alerts[{i}]"))))
+        .map(|(i, a)| {
+            convert_alert(a, interner, now).map_err(|e| e.at(format_args!("alerts[{i}]")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let notification = Notification {
         receiver: text(raw.receiver, "receiver")?,
@@ -78,29 +94,49 @@ fn convert(raw: RawWebhook, interner: &Interner, now: OffsetDateTime) -> Result<
             .map(|r| text(Some(r), "notification_reason"))
             .transpose()?,
     };
-    Ok(Webhook { notification, alerts })
+    Ok(Webhook {
+        notification,
+        alerts,
+    })
 }
 
-fn convert_alert(raw: &RawAlert, interner: &Interner, now: OffsetDateTime) -> Result<Alert, FieldError> {
+fn convert_alert(
+    raw: &RawAlert,
+    interner: &Interner,
+    now: OffsetDateTime,
+) -> Result<Alert, FieldError> {
     let labels = pairs(&raw.labels, interner).map_err(|e| e.at("labels"))?;
     let annotations = match &raw.annotations {
         Some(a) => pairs(a, interner).map_err(|e| e.at("annotations"))?,
         None => Vec::new(),
     };
     let starts_at = match raw.starts_at {
-        Some(s) => timestamp(s, "startsAt")?.ok_or_else(|| FieldError::new("startsAt", "must be set"))?,
+        Some(s) => {
+            timestamp(s, "startsAt")?.ok_or_else(|| FieldError::new("startsAt", "must be set"))?
+        }
         None => return Err(FieldError::new("startsAt", "missing")),
     };
-    let ends_at = raw.ends_at.map(|s| timestamp(s, "endsAt")).transpose()?.flatten();
+    let ends_at = raw
+        .ends_at
+        .map(|s| timestamp(s, "endsAt"))
+        .transpose()?
+        .flatten();
     let status = match raw.status {
         Some(s) => Status::parse(s).ok_or_else(|| FieldError::new("status", status_detail(s)))?,
         // Alertmanager always sends it; without it, infer as Alertmanager does.
         None if ends_at.is_some_and(|e| e <= now) => Status::Resolved,
         None => Status::Firing,
     };
-    let fingerprint = raw.fingerprint.and_then(Fingerprint::parse_hex).unwrap_or_else(|| {
-        Fingerprint::of_sorted(labels.iter().map(|p| (interner.resolve(&p.name), interner.resolve(&p.value))))
-    });
+    let fingerprint = raw
+        .fingerprint
+        .and_then(Fingerprint::parse_hex)
+        .unwrap_or_else(|| {
+            Fingerprint::of_sorted(
+                labels
+                    .iter()
+                    .map(|p| (interner.resolve(&p.name), interner.resolve(&p.value))),
+            )
+        });
     let generator_url = raw.generator_url.unwrap_or("");
     check_storable(generator_url).map_err(|e| FieldError::new("generatorURL", e))?;
     Ok(Alert {

@@ -18,7 +18,10 @@ pub fn parse(s: &str) -> Result<Option<OffsetDateTime>, time::error::Parse> {
         return Ok(None);
     }
     let micros_only = (t.nanosecond() / NANOS_PER_MICRO) * NANOS_PER_MICRO;
-    Ok(Some(t.replace_nanosecond(micros_only).expect("truncation keeps it in range")))
+    Ok(Some(
+        t.replace_nanosecond(micros_only)
+            .expect("truncation keeps it in range"),
+    ))
 }
 
 #[cfg(test)]
@@ -52,7 +55,13 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_rfc3339() {
-        for bad in ["", "yesterday", "2026-11-23", "2026-13-01T00:00:00Z", "2026-11-23T19:14:38"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-23",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23T19:14:38",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -19,7 +19,10 @@ pub enum StoreError {
     Data(String),
     /// Anything else PostgreSQL or the connection reported; may pass.
     #[error("database error ({class}): {message}")]
-    Database { class: &'static str, message: String },
+    Database {
+        class: &'static str,
+        message: String,
+    },
     #[error("invalid database configuration: {0}")]
     Config(String),
 }
@@ -50,7 +53,10 @@ impl From<tokio_postgres::Error> for StoreError {
         };
         let Some(code) = e.code() else {
             // No SQLSTATE: the connection broke or was closed.
-            return StoreError::Database { class: "connection", message };
+            return StoreError::Database {
+                class: "connection",
+                message,
+            };
         };
         let class = match &code.code()[..2] {
             "22" | "23" => return StoreError::Data(message),

@@ -77,7 +77,9 @@ impl Batch {
 
     /// Whether the last request still has alerts for a later batch.
     pub fn has_partial(&self) -> bool {
-        self.jobs.last().is_some_and(|j| !j.webhook.alerts.is_empty())
+        self.jobs
+            .last()
+            .is_some_and(|j| !j.webhook.alerts.is_empty())
     }
 
     pub fn job_count(&self) -> usize {
@@ -100,7 +102,10 @@ impl Batch {
     }
 
     /// The states this batch commits, for the cache (all, or one request's).
-    pub fn states(&self, only: Option<usize>) -> impl Iterator<Item = (Episode, EpisodeState)> + '_ {
+    pub fn states(
+        &self,
+        only: Option<usize>,
+    ) -> impl Iterator<Item = (Episode, EpisodeState)> + '_ {
         self.entries
             .iter()
             .filter(move |e| only.is_none_or(|o| o == e.job))
@@ -151,5 +156,9 @@ fn notification_row(job: &Job) -> NotificationRow<'_> {
 }
 
 fn pairs_json(pairs: &[Pair], interner: &Interner) -> String {
-    json_object(|| pairs.iter().map(|p| (interner.resolve(&p.name), interner.resolve(&p.value))))
+    json_object(|| {
+        pairs
+            .iter()
+            .map(|p| (interner.resolve(&p.name), interner.resolve(&p.value)))
+    })
 }

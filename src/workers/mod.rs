@@ -58,7 +58,11 @@ pub struct Workers {
 }
 
 impl Workers {
-    pub fn spawn(settings: Settings, rx: Receiver<Job>, shared: Arc<Shared>) -> std::io::Result<Workers> {
+    pub fn spawn(
+        settings: Settings,
+        rx: Receiver<Job>,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Workers> {
         let threads = (0..settings.count)
             .map(|i| {
                 let worker = Worker {
@@ -143,7 +147,9 @@ impl Worker {
         if job.deadline > Instant::now() {
             return Some(job);
         }
-        job.answer(Err(Failure::Unavailable("timed out waiting in the queue".into())));
+        job.answer(Err(Failure::Unavailable(
+            "timed out waiting in the queue".into(),
+        )));
         None
     }
 
@@ -198,9 +204,13 @@ impl Worker {
             let started = Instant::now();
             match self.shared.runtime.block_on(self.shared.store.write(&rows)) {
                 Ok(written) => {
-                    metrics.commit_duration.observe(started.elapsed().as_secs_f64());
+                    metrics
+                        .commit_duration
+                        .observe(started.elapsed().as_secs_f64());
                     metrics.batch_rows.observe(rows.alert_count() as f64);
-                    metrics.notifications_stored.inc_by(rows.notification_count() as u64);
+                    metrics
+                        .notifications_stored
+                        .inc_by(rows.notification_count() as u64);
                     let unchanged = rows.alert_count() as u64 - written.changed;
                     metrics.alerts_stored.inc_by(written.changed);
                     metrics.alerts_unchanged.inc_by(unchanged);
@@ -222,7 +232,10 @@ impl Worker {
     fn committed(&self, batch: &Batch, only: Option<usize>) {
         self.shared.cache.committed(batch.states(only));
         if only.is_none() {
-            self.shared.metrics.alerts_unchanged.inc_by(batch.unchanged as u64);
+            self.shared
+                .metrics
+                .alerts_unchanged
+                .inc_by(batch.unchanged as u64);
         }
     }
 }

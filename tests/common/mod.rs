@@ -1,0 +1,243 @@
+//! Shared test harness: a fresh PostgreSQL database per test, the service
+//! started in-process on a free port, an HTTP client, and a TCP fault proxy
+//! that can cut the service off from PostgreSQL.
+#![allow(dead_code)] // each test binary uses its own subset
+
+pub mod proxy;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use alert_ingest::app::App;
+use alert_ingest::config::Config;
+use tokio_postgres::NoTls;
+
+pub const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/alertmanager-0.25"
+);
+const DEFAULT_ADMIN_URL: &str = "postgres://root@127.0.0.1:5432/test";
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+pub fn fixture_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(FIXTURES)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot connect to {url}: {e} (is PostgreSQL up? scripts/test starts it)")
+        });
+    tokio::spawn(connection);
+    client
+}
+
+/// A database of its own, dropped when the test ends (scripts/test also
+/// drops leftovers named `ai_test_*` from runs that crashed).
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "ai_test_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = connect(&admin_url()).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let url = with_dbname(&admin_url(), &name);
+        TestDb { name, url }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
+    /// The database URL with its host and port replaced (to go through a proxy).
+    pub fn url_via(&self, addr: std::net::SocketAddr) -> String {
+        let config: tokio_postgres::Config = self.url.parse().unwrap();
+        let user = config.get_user().unwrap_or("root");
+        format!(
+            "postgres://{user}@{}:{}/{}",
+            addr.ip(),
+            addr.port(),
+            self.name
+        )
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside any runtime guarantee: use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn with_dbname(url: &str, name: &str) -> String {
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("DATABASE_URL ends with /dbname");
+    let query = url
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    format!("{base}/{name}{query}")
+}
+
+/// A config for tests: a free port, this database, short timeouts.
+pub fn test_config(database_url: &str) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.request_timeout = Duration::from_secs(5);
+    config.server.shutdown_grace = Duration::from_secs(10);
+    config.database.url = database_url.to_owned();
+    config.database.connect_timeout = Duration::from_millis(500);
+    config.database.statement_timeout = Duration::from_secs(2);
+    config
+}
+
+/// The service, running in this process. Derefs to a [`Client`] for it.
+pub struct Service {
+    app: Option<App>,
+    client: Client,
+}
+
+/// An HTTP client aimed at one service; cheap to clone into tasks.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Service {
+    pub async fn start(config: Config) -> Service {
+        let app = App::start(config).await.expect("service starts");
+        let client = Client {
+            base: format!("http://{}", app.local_addr()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        Service {
+            app: Some(app),
+            client,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub async fn shutdown(mut self) -> bool {
+        self.app.take().unwrap().shutdown().await
+    }
+}
+
+impl std::ops::Deref for Service {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Client {
+    pub async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+        self.post_as("application/json", body).await
+    }
+
+    /// Status 0 when the request failed in transport (refused, reset).
+    pub async fn post_as(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        let sent = self
+            .http
+            .post(format!("{}/webhook", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await;
+        let Ok(response) = sent else {
+            return (0, serde_json::Value::Null);
+        };
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+/// Counts rows of a table.
+pub async fn count(client: &tokio_postgres::Client, table: &str) -> i64 {
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
