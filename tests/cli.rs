@@ -1,0 +1,100 @@
+//! The `alert-ingest` binary itself: its command line, config checking, and
+//! a real serve → SIGTERM → exit 0 cycle.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{count, fixture, Client, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_alert-ingest");
+const REPO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).env_remove("RUST_LOG").output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+fn config_file(yaml: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(yaml.as_bytes()).unwrap();
+    file
+}
+
+#[test]
+fn help_explains_serve_and_check_config() {
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for word in ["check-config", "--config", "--listen"] {
+        assert!(out.contains(word), "--help lacks {word}:\n{out}");
+    }
+}
+
+#[test]
+fn check_config_accepts_the_repository_config() {
+    let (code, out, err) = run(&["check-config", "--config", REPO_CONFIG]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("valid"));
+}
+
+#[test]
+fn check_config_names_unknown_keys_and_bad_values() {
+    let unknown = config_file("server:\n  listen: 127.0.0.1:9095\n  max_body: 10\n");
+    let (code, _, err) = run(&["check-config", "--config", unknown.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("max_body"), "{err}");
+    let invalid = config_file("workers:\n  count: 0\n");
+    let (code, _, err) = run(&["check-config", "--config", invalid.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("workers.count"), "{err}");
+    let (code, _, err) = run(&["check-config", "--config", "/nonexistent.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent.yaml"), "{err}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_until_sigterm_then_exits_zero() {
+    let db = TestDb::create().await;
+    let config = config_file("log:\n  level: warn\n");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BIN)
+        .args(["--config", config.path().to_str().unwrap(), "--listen", &addr])
+        .env("ALERT_INGEST_DATABASE_URL", &db.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let client = Client {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+    };
+    let started = Instant::now();
+    let ready = common::eventually(Duration::from_secs(10), || async {
+        client.http.get(format!("{}/readyz", client.base)).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(ready, "ready within 10 s");
+    eprintln!("startup to ready: {:?}", started.elapsed());
+    let (status, body) = client.post(fixture("firing-two-alerts.json")).await;
+    assert_eq!(status, 200, "{body}");
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit within the grace period");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(count(&db.client().await, "alerts").await, 2);
+}
