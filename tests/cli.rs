@@ -13,9 +13,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_alert-ingest");
 const REPO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).env_remove("RUST_LOG").output().unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
     let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+    (
+        out.status.code().unwrap_or(-1),
+        text(out.stdout),
+        text(out.stderr),
+    )
 }
 
 fn config_file(yaml: &str) -> tempfile::NamedTempFile {
@@ -56,7 +64,11 @@ fn check_config_names_unknown_keys_and_bad_values() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +77,12 @@ async fn serves_until_sigterm_then_exits_zero() {
     let config = config_file("log:\n  level: warn\n");
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(BIN)
-        .args(["--config", config.path().to_str().unwrap(), "--listen", &addr])
+        .args([
+            "--config",
+            config.path().to_str().unwrap(),
+            "--listen",
+            &addr,
+        ])
         .env("ALERT_INGEST_DATABASE_URL", &db.url)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -77,7 +94,12 @@ async fn serves_until_sigterm_then_exits_zero() {
     };
     let started = Instant::now();
     let ready = common::eventually(Duration::from_secs(10), || async {
-        client.http.get(format!("{}/readyz", client.base)).send().await.is_ok_and(|r| r.status() == 200)
+        client
+            .http
+            .get(format!("{}/readyz", client.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
     })
     .await;
     assert!(ready, "ready within 10 s");
@@ -85,14 +107,20 @@ async fn serves_until_sigterm_then_exits_zero() {
     let (status, body) = client.post(fixture("firing-two-alerts.json")).await;
     assert_eq!(status, 200, "{body}");
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "did not exit within the grace period");
+        assert!(
+            Instant::now() < deadline,
+            "did not exit within the grace period"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
