@@ -266,10 +266,9 @@ async fn fifty_concurrent_clients_store_every_alert_once() {
     const REQUESTS: usize = 10;
     const ALERTS: usize = 7;
     let (db, service) = started().await;
-    let service = std::sync::Arc::new(service);
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
-        let service = service.clone();
+        let service = service.client();
         tasks.push(tokio::spawn(async move {
             for r in 0..REQUESTS {
                 // Every client also re-sends one shared alert: concurrent duplicates.
@@ -302,10 +301,7 @@ async fn fifty_concurrent_clients_store_every_alert_once() {
         .unwrap()
         .get(0);
     assert_eq!(dupes, 0);
-    std::sync::Arc::into_inner(service)
-        .unwrap()
-        .shutdown()
-        .await;
+    service.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,10 +451,10 @@ async fn poison_alert_is_refused_alone_while_its_batch_neighbours_commit() {
     let mut config = test_config(&db.url);
     config.workers.count = 1;
     config.batch.linger = Duration::from_millis(50); // so that requests share batches
-    let service = std::sync::Arc::new(Service::start(config).await);
+    let service = Service::start(config).await;
     let mut tasks = Vec::new();
     for i in 0..20 {
-        let service = service.clone();
+        let service = service.client();
         tasks.push(tokio::spawn(async move {
             let mut a = alert("Batch", i, "firing", ZERO);
             if i == 7 {
@@ -484,10 +480,7 @@ async fn poison_alert_is_refused_alone_while_its_batch_neighbours_commit() {
     }
     let client = db.client().await;
     assert_eq!(count(&client, "alerts").await, 19);
-    std::sync::Arc::into_inner(service)
-        .unwrap()
-        .shutdown()
-        .await;
+    service.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,12 @@ pub struct Fingerprint(pub u64);
 impl Fingerprint {
     /// Computes the fingerprint of a label set whose pairs are already sorted
     /// by name (the caller's invariant; see `model::Alert`).
+    ///
+    /// ```
+    /// use alert_ingest::model::Fingerprint;
+    /// let fp = Fingerprint::of_sorted([("alertname", "alert1"), ("severity", "critical")]);
+    /// assert_eq!(fp.to_string(), "0223b772b51c29e1");
+    /// ```
     pub fn of_sorted<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Fingerprint {
         let mut hasher = FnvHasher::default();
         for (name, value) in labels {

@@ -162,3 +162,127 @@ fn pairs_json(pairs: &[Pair], interner: &Interner) -> String {
             .map(|p| (interner.resolve(&p.name), interner.resolve(&p.value)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::model::{Fingerprint, Notification, Status, Webhook};
+
+    fn alert(i: u64, status: Status, interner: &Interner) -> Alert {
+        Alert {
+            fingerprint: Fingerprint(i),
+            status,
+            labels: vec![Pair {
+                name: interner.intern("alertname"),
+                value: interner.intern("A"),
+            }],
+            annotations: Vec::new(),
+            starts_at: datetime!(2026-11-23 10:00 UTC),
+            ends_at: None,
+            generator_url: "".into(),
+        }
+    }
+
+    fn job(alerts: Vec<Alert>) -> Job {
+        let notification = Notification {
+            receiver: "r".into(),
+            status: Status::Firing,
+            group_key: "{}".into(),
+            group_labels: "{}".into(),
+            common_labels: "{}".into(),
+            common_annotations: "{}".into(),
+            external_url: "".into(),
+            truncated_alerts: 0,
+            notification_reason: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        Job::new(
+            Webhook {
+                notification,
+                alerts,
+            },
+            time::OffsetDateTime::now_utc(),
+            deadline,
+        )
+        .0
+    }
+
+    #[test]
+    fn a_large_request_spans_batches_and_gets_its_notification_last() {
+        let interner = Interner::new(100);
+        let cache = EpisodeCache::new(0);
+        let mut carried = Some(job((0..250)
+            .map(|i| alert(i, Status::Firing, &interner))
+            .collect()));
+        let mut counts = Vec::new();
+        while let Some(job) = carried.take() {
+            let mut batch = Batch::new(100);
+            batch.add(job, &cache, &interner);
+            let rows = batch.rows(&interner, None);
+            counts.push((
+                rows.alert_count(),
+                rows.notification_count(),
+                batch.is_full(),
+            ));
+            drop(rows);
+            let (_, job, complete) = batch.into_jobs().next().unwrap();
+            carried = (!complete).then_some(job);
+        }
+        assert_eq!(counts, [(100, 0, true), (100, 0, true), (50, 1, false)]);
+    }
+
+    #[test]
+    fn one_episode_twice_in_a_batch_is_written_once_in_its_later_version() {
+        let interner = Interner::new(100);
+        let cache = EpisodeCache::new(0);
+        let mut batch = Batch::new(100);
+        batch.add(
+            job(vec![alert(1, Status::Firing, &interner)]),
+            &cache,
+            &interner,
+        );
+        batch.add(
+            job(vec![alert(1, Status::Resolved, &interner)]),
+            &cache,
+            &interner,
+        );
+        assert_eq!(batch.unchanged, 1);
+        let states: Vec<_> = batch.states(None).collect();
+        assert_eq!(states.len(), 1);
+        assert_eq!(
+            states[0].1,
+            EpisodeState::of(&alert(1, Status::Resolved, &interner), &interner)
+        );
+        let rows = batch.rows(&interner, None);
+        assert_eq!((rows.alert_count(), rows.notification_count()), (1, 2));
+        assert_eq!(
+            batch.rows(&interner, Some(0)).alert_count(),
+            0,
+            "the later request carries it"
+        );
+    }
+
+    #[test]
+    fn a_committed_unchanged_repeat_costs_no_row_but_a_change_does() {
+        let interner = Interner::new(100);
+        let cache = EpisodeCache::new(10);
+        let firing = alert(1, Status::Firing, &interner);
+        cache.committed([(firing.episode(), EpisodeState::of(&firing, &interner))]);
+        let mut batch = Batch::new(100);
+        batch.add(job(vec![firing.clone()]), &cache, &interner);
+        assert_eq!(
+            (batch.rows(&interner, None).alert_count(), batch.unchanged),
+            (0, 1)
+        );
+        batch.add(
+            job(vec![alert(1, Status::Resolved, &interner)]),
+            &cache,
+            &interner,
+        );
+        assert_eq!(batch.rows(&interner, None).alert_count(), 1);
+    }
+}
