@@ -105,9 +105,9 @@ fn convert_alert(
     interner: &Interner,
     now: OffsetDateTime,
 ) -> Result<Alert, FieldError> {
-    let labels = pairs(&raw.labels, interner).map_err(|e| e.at("labels"))?;
+    let labels = sorted_pairs(&raw.labels).map_err(|e| e.at("labels"))?;
     let annotations = match &raw.annotations {
-        Some(a) => pairs(a, interner).map_err(|e| e.at("annotations"))?,
+        Some(a) => sorted_pairs(a).map_err(|e| e.at("annotations"))?,
         None => Vec::new(),
     };
     let starts_at = match raw.starts_at {
@@ -130,44 +130,48 @@ fn convert_alert(
     let fingerprint = raw
         .fingerprint
         .and_then(Fingerprint::parse_hex)
-        .unwrap_or_else(|| {
-            Fingerprint::of_sorted(
-                labels
-                    .iter()
-                    .map(|p| (interner.resolve(&p.name), interner.resolve(&p.value))),
-            )
-        });
+        .unwrap_or_else(|| Fingerprint::of_sorted(labels.iter().copied()));
     let generator_url = raw.generator_url.unwrap_or("");
     check_storable(generator_url).map_err(|e| FieldError::new("generatorURL", e))?;
     Ok(Alert {
         fingerprint,
         status,
-        labels,
-        annotations,
+        labels: intern_all(&labels, interner),
+        annotations: intern_all(&annotations, interner),
         starts_at,
         ends_at,
         generator_url: generator_url.into(),
     })
 }
 
-/// Sorts by name byte-wise (Alertmanager's fingerprint order) and keeps the
-/// last of duplicate names, as Go's JSON decoder into a map does.
-fn pairs(raw: &RawPairs, interner: &Interner) -> Result<Vec<Pair>, FieldError> {
-    let mut sorted: Vec<(&str, &str)> = raw.0.clone();
+/// Sorts by name byte-wise (Alertmanager's fingerprint order), keeps the
+/// last of duplicate names (as Go's JSON decoder into a map does), and
+/// checks that PostgreSQL can store every string.
+fn sorted_pairs<'a>(raw: &RawPairs<'a>) -> Result<Vec<(&'a str, &'a str)>, FieldError> {
+    let mut sorted = raw.0.clone();
+    // Stable: of equal names, the later stays later.
     sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut out: Vec<Pair> = Vec::with_capacity(sorted.len());
-    for (i, &(name, value)) in sorted.iter().enumerate() {
-        if sorted.get(i + 1).is_some_and(|next| next.0 == name) {
-            continue;
+    let mut unique: Vec<(&str, &str)> = Vec::with_capacity(sorted.len());
+    for (name, value) in sorted {
+        check_storable(name)
+            .and(check_storable(value))
+            .map_err(|e| FieldError::new(name, e))?;
+        match unique.last_mut() {
+            Some(last) if last.0 == name => last.1 = value,
+            _ => unique.push((name, value)),
         }
-        check_storable(name).map_err(|e| FieldError::new(name, e))?;
-        check_storable(value).map_err(|e| FieldError::new(name, e))?;
-        out.push(Pair {
+    }
+    Ok(unique)
+}
+
+fn intern_all(pairs: &[(&str, &str)], interner: &Interner) -> Vec<Pair> {
+    pairs
+        .iter()
+        .map(|(name, value)| Pair {
             name: interner.intern(name),
             value: interner.intern(value),
-        });
-    }
-    Ok(out)
+        })
+        .collect()
 }
 
 /// PostgreSQL stores neither U+0000 in `text` nor `\u0000` in `jsonb`. We

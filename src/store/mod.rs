@@ -61,6 +61,25 @@ WITH input AS (
 )
 SELECT count(*) FROM changed";
 
+/// Where workers write batches: [`Store`] (PostgreSQL) in the service; a
+/// no-op in benchmarks that measure everything but the database.
+pub trait BatchSink: Send + Sync + 'static {
+    /// Writes and commits one batch.
+    fn write_batch<'a>(
+        &'a self,
+        rows: &'a Rows<'_>,
+    ) -> impl std::future::Future<Output = Result<Written, StoreError>> + Send + 'a;
+}
+
+impl BatchSink for Store {
+    fn write_batch<'a>(
+        &'a self,
+        rows: &'a Rows<'_>,
+    ) -> impl std::future::Future<Output = Result<Written, StoreError>> + Send + 'a {
+        self.write(rows)
+    }
+}
+
 /// What one committed batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {

@@ -19,15 +19,15 @@ use tokio::runtime::Handle;
 use crate::config::{BatchConfig, DatabaseConfig};
 use crate::model::Interner;
 use crate::queue::{Failure, Job, Receipt};
-use crate::store::{Store, StoreError, Written};
+use crate::store::{BatchSink, StoreError, Written};
 use crate::telemetry::Metrics;
 
 /// Pause before writing a failed batch again; grows linearly per attempt.
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What every worker shares.
-pub struct Shared {
-    pub store: Store,
+pub struct Shared<S> {
+    pub store: S,
     pub cache: EpisodeCache,
     pub interner: Arc<Interner>,
     pub metrics: Arc<Metrics>,
@@ -58,10 +58,10 @@ pub struct Workers {
 }
 
 impl Workers {
-    pub fn spawn(
+    pub fn spawn<S: BatchSink>(
         settings: Settings,
         rx: Receiver<Job>,
-        shared: Arc<Shared>,
+        shared: Arc<Shared<S>>,
     ) -> std::io::Result<Workers> {
         let threads = (0..settings.count)
             .map(|i| {
@@ -97,13 +97,13 @@ impl Workers {
     }
 }
 
-struct Worker {
+struct Worker<S> {
     rx: Receiver<Job>,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<S>>,
     settings: Settings,
 }
 
-impl Worker {
+impl<S: BatchSink> Worker<S> {
     fn run(self) {
         let mut carry = None;
         while let Some(batch) = self.collect(carry.take()) {
@@ -202,7 +202,11 @@ impl Worker {
         let mut attempt = 1;
         loop {
             let started = Instant::now();
-            match self.shared.runtime.block_on(self.shared.store.write(&rows)) {
+            match self
+                .shared
+                .runtime
+                .block_on(self.shared.store.write_batch(&rows))
+            {
                 Ok(written) => {
                     metrics
                         .commit_duration
