@@ -69,10 +69,14 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<bool> {
     let started = std::time::Instant::now();
+    #[cfg(feature = "profiling")]
+    let profiler = profiling::start()?;
     let app = App::start(config).await?;
     tracing::info!(addr = %app.local_addr(), elapsed = ?started.elapsed(), "listening");
     app::shutdown_signal().await;
     let clean = app.shutdown().await;
+    #[cfg(feature = "profiling")]
+    profiling::write(profiler)?;
     tracing::info!(clean, "stopped");
     Ok(clean)
 }
@@ -86,5 +90,40 @@ fn init_logging(log: &LogConfig) {
     match log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+/// Whole-process CPU profile, written as a flamegraph on shutdown.
+#[cfg(feature = "profiling")]
+mod profiling {
+    use anyhow::Context;
+
+    /// Where the SVG goes; without it the build profiles nothing.
+    const ENV_SVG: &str = "ALERT_INGEST_PROFILE_SVG";
+    /// Samples per second: odd, so as not to beat with periodic work.
+    const FREQUENCY_HZ: i32 = 997;
+
+    pub fn start() -> anyhow::Result<Option<(pprof::ProfilerGuard<'static>, String)>> {
+        let Ok(path) = std::env::var(ENV_SVG) else {
+            return Ok(None);
+        };
+        let guard = pprof::ProfilerGuardBuilder::default()
+            .frequency(FREQUENCY_HZ)
+            .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+            .build()
+            .context("starting the profiler")?;
+        tracing::info!(%path, "profiling; the flamegraph is written on shutdown");
+        Ok(Some((guard, path)))
+    }
+
+    pub fn write(profiler: Option<(pprof::ProfilerGuard<'static>, String)>) -> anyhow::Result<()> {
+        let Some((guard, path)) = profiler else {
+            return Ok(());
+        };
+        let report = guard.report().build().context("building the profile")?;
+        let file = std::fs::File::create(&path).with_context(|| format!("creating {path}"))?;
+        report.flamegraph(file).context("writing the flamegraph")?;
+        tracing::info!(%path, "flamegraph written");
+        Ok(())
     }
 }
