@@ -108,20 +108,18 @@ async fn ingress_with_discard() -> Ingress {
     let metrics = Arc::new(Metrics::new());
     let (queue, rx) = Queue::bounded(config.queue.capacity);
     let shared = Arc::new(Shared {
-        store: Discard,
         cache: EpisodeCache::new(config.cache.capacity),
         interner: interner.clone(),
         metrics: metrics.clone(),
-        runtime: tokio::runtime::Handle::current(),
     });
     // No linger: one request at a time, so waiting for company only adds latency.
     let batch = BatchConfig {
         linger: Duration::ZERO,
         ..config.batch.clone()
     };
-    let settings = Settings::new(1, &batch, &DatabaseConfig::default());
-    // The workers run for the life of the benchmark process.
-    std::mem::forget(Workers::spawn(settings, rx, shared).unwrap());
+    let settings = Settings::new(&batch, &DatabaseConfig::default());
+    // The worker runs for the life of the benchmark process.
+    std::mem::forget(Workers::spawn(settings, rx, shared, vec![Discard]).unwrap());
     Ingress {
         queue: Arc::new(queue),
         store: Store::new(&config.database).unwrap(),

@@ -58,14 +58,16 @@ impl App {
         let (queue, rx) = Queue::bounded(config.queue.capacity);
         let queue = Arc::new(queue);
         let shared = Arc::new(Shared {
-            store: store.clone(),
             cache: EpisodeCache::new(config.cache.capacity),
             interner: interner.clone(),
             metrics: metrics.clone(),
-            runtime: tokio::runtime::Handle::current(),
         });
-        let settings = Settings::new(config.workers.count, &config.batch, &config.database);
-        let workers = Workers::spawn(settings, rx, shared).map_err(StartError::Workers)?;
+        let settings = Settings::new(&config.batch, &config.database);
+        let connections = (0..config.workers.count)
+            .map(|_| Store::dedicated(&config.database))
+            .collect::<Result<Vec<_>, _>>()?;
+        let workers =
+            Workers::spawn(settings, rx, shared, connections).map_err(StartError::Workers)?;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await

@@ -112,7 +112,8 @@ pub struct BasicAuthConfig {
 pub struct DatabaseConfig {
     /// libpq-style URL; overridden by $ALERT_INGEST_DATABASE_URL, else $DATABASE_URL.
     pub url: String,
-    /// Connections in the pool (workers take one per batch; `/readyz` one).
+    /// Connections in the shared pool (`/readyz`, migrations). Each worker
+    /// has one dedicated connection besides.
     pub pool_size: usize,
     /// Bound on getting a connection, new or pooled.
     #[serde(with = "humantime_serde")]
@@ -130,7 +131,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: "postgres://root@127.0.0.1:5432/alert_ingest".into(),
-            pool_size: 4,
+            pool_size: 2,
             connect_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(5),
             max_attempts: 3,
@@ -316,7 +317,7 @@ impl Config {
             "database.url",
             "is not a valid PostgreSQL URL",
         );
-        check(d.pool_size >= 2, "database.pool_size", "must be at least 2");
+        check(d.pool_size >= 1, "database.pool_size", "must be at least 1");
         check(
             !d.connect_timeout.is_zero(),
             "database.connect_timeout",

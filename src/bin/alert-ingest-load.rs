@@ -295,18 +295,27 @@ async fn fixed_rate(plan: Arc<Plan>) -> Tally {
             })
         })
         .collect();
-    let interval = Duration::from_secs_f64(1.0 / plan.args.rate as f64);
-    let start = Instant::now();
-    let total = (plan.args.duration.as_secs_f64() * plan.args.rate as f64) as u64;
-    for n in 0..total {
-        let scheduled = start + interval.mul_f64(n as f64);
-        tokio::time::sleep_until(scheduled.into()).await;
-        if tx.send((n, scheduled)).await.is_err() {
-            break;
+    // The schedule runs on a thread of its own: std's sleep is precise to tens
+    // of microseconds where tokio's timer rounds to a millisecond, and every
+    // late wake-up would be charged to the server as latency.
+    let (rate, duration) = (plan.args.rate, plan.args.duration);
+    let scheduler = std::thread::spawn(move || {
+        let interval = Duration::from_secs_f64(1.0 / rate as f64);
+        let start = Instant::now();
+        let total = (duration.as_secs_f64() * rate as f64) as u64;
+        for n in 0..total {
+            let scheduled = start + interval.mul_f64(n as f64);
+            if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if tx.blocking_send((n, scheduled)).is_err() {
+                break;
+            }
         }
-    }
-    drop(tx);
-    collect(tasks).await
+    });
+    let tally = collect(tasks).await;
+    let _ = scheduler.join();
+    tally
 }
 
 /// A multi-consumer queue for the fixed-rate dispatcher (tokio's mpsc has one consumer).
@@ -318,8 +327,8 @@ fn async_channel<T: Send + 'static>(capacity: usize) -> (Dispatch<T>, Workers<T>
 struct Dispatch<T>(tokio::sync::mpsc::Sender<T>);
 
 impl<T> Dispatch<T> {
-    async fn send(&self, item: T) -> Result<(), ()> {
-        self.0.send(item).await.map_err(|_| ())
+    fn blocking_send(&self, item: T) -> Result<(), ()> {
+        self.0.blocking_send(item).map_err(|_| ())
     }
 }
 

@@ -94,9 +94,20 @@ pub struct Store {
 }
 
 impl Store {
-    /// Builds the pool; connections are made on first use, so this succeeds
-    /// with the database down (the service starts and answers 503 meanwhile).
+    /// Builds the shared pool (`database.pool_size` connections: `/readyz`,
+    /// migrations). Connections are made on first use, so this succeeds with
+    /// the database down (the service starts and answers 503 meanwhile).
     pub fn new(config: &DatabaseConfig) -> Result<Store, StoreError> {
+        Store::with_pool_size(config, config.pool_size)
+    }
+
+    /// A worker's own connection. Its connection task runs on the runtime
+    /// that first uses it: the worker's, which alone may use it afterwards.
+    pub fn dedicated(config: &DatabaseConfig) -> Result<Store, StoreError> {
+        Store::with_pool_size(config, 1)
+    }
+
+    fn with_pool_size(config: &DatabaseConfig, pool_size: usize) -> Result<Store, StoreError> {
         let mut pg: tokio_postgres::Config = config
             .url
             .parse()
@@ -117,7 +128,7 @@ impl Store {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
+            .max_size(pool_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(config.connect_timeout))
             .create_timeout(Some(config.connect_timeout))

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use tokio::runtime::Handle;
+use tokio::runtime::Runtime;
 
 use crate::config::{BatchConfig, DatabaseConfig};
 use crate::model::Interner;
@@ -26,27 +26,22 @@ use crate::telemetry::Metrics;
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What every worker shares.
-pub struct Shared<S> {
-    pub store: S,
+pub struct Shared {
     pub cache: EpisodeCache,
     pub interner: Arc<Interner>,
     pub metrics: Arc<Metrics>,
-    /// Runs the async database client from these plain threads.
-    pub runtime: Handle,
 }
 
 /// How the workers batch and retry.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub count: usize,
     pub batch: BatchConfig,
     pub max_attempts: u32,
 }
 
 impl Settings {
-    pub fn new(count: usize, batch: &BatchConfig, database: &DatabaseConfig) -> Settings {
+    pub fn new(batch: &BatchConfig, database: &DatabaseConfig) -> Settings {
         Settings {
-            count,
             batch: batch.clone(),
             max_attempts: database.max_attempts,
         }
@@ -58,17 +53,28 @@ pub struct Workers {
 }
 
 impl Workers {
+    /// One worker thread per sink. Each worker owns its sink (for PostgreSQL,
+    /// a dedicated connection) and a single-threaded tokio runtime that drives
+    /// it on the worker's own thread: a batch's round trip then wakes no other
+    /// thread, and never waits behind HTTP work on the main runtime.
     pub fn spawn<S: BatchSink>(
         settings: Settings,
         rx: Receiver<Job>,
-        shared: Arc<Shared<S>>,
+        shared: Arc<Shared>,
+        sinks: Vec<S>,
     ) -> std::io::Result<Workers> {
-        let threads = (0..settings.count)
-            .map(|i| {
+        let threads = sinks
+            .into_iter()
+            .enumerate()
+            .map(|(i, sink)| {
                 let worker = Worker {
                     rx: rx.clone(),
                     shared: shared.clone(),
                     settings: settings.clone(),
+                    sink,
+                    runtime: tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?,
                 };
                 std::thread::Builder::new()
                     .name(format!("ingest-worker-{i}"))
@@ -99,8 +105,10 @@ impl Workers {
 
 struct Worker<S> {
     rx: Receiver<Job>,
-    shared: Arc<Shared<S>>,
+    shared: Arc<Shared>,
     settings: Settings,
+    sink: S,
+    runtime: Runtime,
 }
 
 impl<S: BatchSink> Worker<S> {
@@ -111,8 +119,9 @@ impl<S: BatchSink> Worker<S> {
         }
     }
 
-    /// Blocks for a first request, then gathers more until the batch is full
-    /// or `batch.linger` has passed. `None` once the queue is closed and empty.
+    /// Blocks for a first request; if more are queued, gathers them until the
+    /// batch is full or `batch.linger` has passed. `None` once the queue is
+    /// closed and empty.
     fn collect(&self, carry: Option<Job>) -> Option<Batch> {
         let mut batch = Batch::new(self.settings.batch.max_rows);
         match carry {
@@ -123,6 +132,11 @@ impl<S: BatchSink> Worker<S> {
                     break;
                 }
             },
+        }
+        // Linger only under load: with nothing else queued, waiting for company
+        // would add `linger` to every request while the database idles.
+        if self.rx.is_empty() {
+            return Some(batch);
         }
         let linger_until = Instant::now() + self.settings.batch.linger;
         while !batch.is_full() {
@@ -202,11 +216,7 @@ impl<S: BatchSink> Worker<S> {
         let mut attempt = 1;
         loop {
             let started = Instant::now();
-            match self
-                .shared
-                .runtime
-                .block_on(self.shared.store.write_batch(&rows))
-            {
+            match self.runtime.block_on(self.sink.write_batch(&rows)) {
                 Ok(written) => {
                     metrics
                         .commit_duration
