@@ -364,6 +364,15 @@ impl Config {
 
 impl AuthConfig {
     fn validate(&self, problems: &mut Vec<String>) {
+        // An empty secret would make every request fail with 401, which
+        // Alertmanager drops silently: refuse to start instead.
+        let empty = |s: &Option<Secret>| s.as_ref().is_some_and(|s| s.expose().is_empty());
+        if empty(&self.bearer_token) {
+            problems.push("auth.bearer_token: must not be empty".into());
+        }
+        if self.basic_auth.as_ref().is_some_and(|b| empty(&b.password)) {
+            problems.push("auth.basic_auth.password: must not be empty".into());
+        }
         if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
             problems
                 .push("auth.bearer_token: give either bearer_token or bearer_token_file".into());
@@ -441,6 +450,17 @@ mod tests {
     fn secrets_do_not_show_in_debug() {
         let config = Config::from_yaml("auth:\n  bearer_token: hunter2\n").unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn empty_secrets_are_refused() {
+        let mut config = Config::default();
+        config.apply_env(|k| (k == ENV_BEARER_TOKEN).then(String::new));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("auth.bearer_token: must not be empty"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -353,6 +353,20 @@ async fn database_unreachable_answers_503_never_200_and_recovers() {
     service.shutdown().await;
 }
 
+/// Letters from xorshift64, so PostgreSQL cannot compress them below the
+/// btree row limit as it would a repeated character.
+fn incompressible(len: usize) -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
 /// Sends raw bytes and returns the status code and body of the answer.
 async fn raw(service: &Service, request: &[u8]) -> (u16, String) {
     let addr = service.base.trim_start_matches("http://");
@@ -397,6 +411,19 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
         body["detail"],
         "alerts[1].startsAt: invalid RFC 3339 timestamp"
     );
+    // Valid RFC 3339 whose UTC instant is past year 9999: refused, and the
+    // workers live on (it once panicked a worker per request).
+    for _ in 0..3 {
+        let far = webhook(vec![
+            json!({"labels": {"a": "b"}, "startsAt": "9999-12-31T23:59:59-23:00"}),
+        ]);
+        let (status, body) = service.post(far).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(
+            body["detail"],
+            "alerts[0].startsAt: later than the year 9999 in UTC"
+        );
+    }
     let (status, body) = service.post_as("text/plain", good.clone()).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -435,13 +462,30 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
     assert_eq!(status, 405);
     assert_eq!(service.get("/healthz").await.0, 200);
 
+    // PostgreSQL itself refuses this one (an index row over the btree limit):
+    // 400, not an endless 503, and the service goes on.
+    let huge_name = webhook(vec![alert(&incompressible(4000), 1, "firing", ZERO)]);
+    let (status, body) = service.post(huge_name).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("rejected_by_database")),
+        "{body}"
+    );
+    assert_eq!(
+        service
+            .post(webhook(vec![alert("Good", 2, "firing", ZERO)]))
+            .await
+            .0,
+        200
+    );
+
     let client = db.client().await;
     assert_eq!(
         count(&client, "alerts").await,
-        1,
-        "only the one good request stored"
+        2,
+        "only the good requests stored"
     );
-    assert_eq!(count(&client, "notifications").await, 1);
+    assert_eq!(count(&client, "notifications").await, 2);
     service.shutdown().await;
 }
 

@@ -18,6 +18,10 @@ use super::error::IngressError;
 /// that one 16 MiB request does not pin 16 MiB per pooled buffer for ever.
 const RETAIN_MAX_BYTES: usize = 1024 * 1024;
 
+/// Most buffers kept for reuse; past it a returned buffer is freed, so that a
+/// burst of concurrent requests does not pin its peak memory for ever.
+const POOL_MAX_BUFFERS: usize = 64;
+
 /// A request body and simd-json's scratch space, reused across requests.
 #[derive(Default)]
 pub struct Scratchpad {
@@ -31,28 +35,35 @@ pub fn new_pool() -> BufferPool {
     Arc::new(Pool::new(0, Scratchpad::default))
 }
 
-/// A buffer on loan from the pool; cleared (or freed if oversized) on return.
-pub struct PooledBuffer(ReusableOwned<Scratchpad>);
+/// A buffer on loan from the pool; on return it is cleared, or freed if it
+/// grew over `RETAIN_MAX_BYTES` or the pool already holds enough.
+pub struct PooledBuffer {
+    loan: Option<ReusableOwned<Scratchpad>>,
+    pool: BufferPool,
+}
 
 impl std::ops::Deref for PooledBuffer {
     type Target = Scratchpad;
     fn deref(&self) -> &Scratchpad {
-        &self.0
+        self.loan.as_ref().expect("on loan until dropped")
     }
 }
 
 impl std::ops::DerefMut for PooledBuffer {
     fn deref_mut(&mut self) -> &mut Scratchpad {
-        &mut self.0
+        self.loan.as_mut().expect("on loan until dropped")
     }
 }
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
-        if self.0.body.capacity() > RETAIN_MAX_BYTES {
-            *self.0 = Scratchpad::default();
+        let Some(mut loan) = self.loan.take() else {
+            return;
+        };
+        if loan.body.capacity() > RETAIN_MAX_BYTES || self.pool.len() >= POOL_MAX_BUFFERS {
+            drop(loan.detach());
         } else {
-            self.0.body.clear();
+            loan.body.clear();
         }
     }
 }
@@ -72,7 +83,10 @@ where
     if declared.is_some_and(|n| n > limit) {
         return Err(IngressError::PayloadTooLarge { limit });
     }
-    let mut buffer = PooledBuffer(pool.pull_owned(Scratchpad::default));
+    let mut buffer = PooledBuffer {
+        loan: Some(pool.pull_owned(Scratchpad::default)),
+        pool: pool.clone(),
+    };
     buffer.body.reserve(declared.unwrap_or(0));
     let mut body = std::pin::pin!(body);
     while let Some(frame) = body.frame().await {

@@ -42,6 +42,9 @@ pub enum IngressError {
     CommitTimeout(Duration),
     #[error("not ready: {0}")]
     NotReady(String),
+    /// Our bug, not the sender's: a 5xx, so Alertmanager retries.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl IngressError {
@@ -53,11 +56,14 @@ impl IngressError {
             Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             BodyRead(_) | Parse(_) | Store(Failure::Rejected(_)) => StatusCode::BAD_REQUEST,
-            Queue(_) | Store(Failure::Unavailable(_)) | CommitTimeout(_) | NotReady(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            // A body that arrives too slowly may arrive in time next try.
+            BodyTimeout(_)
+            | Queue(_)
+            | Store(Failure::Unavailable(_))
+            | CommitTimeout(_)
+            | NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -79,6 +85,7 @@ impl IngressError {
             Store(Failure::Unavailable(_)) | CommitTimeout(_) => "database_unavailable",
             Store(Failure::Rejected(_)) => "rejected_by_database",
             NotReady(_) => "not_ready",
+            Internal(_) => "internal",
         }
     }
 

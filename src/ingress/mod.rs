@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::ServerConfig;
 use crate::model::Interner;
-use crate::parse::{self, ParseError};
+use crate::parse;
 use crate::queue::{Failure, Job, Queue};
 use crate::store::Store;
 use crate::telemetry::{CodeLabel, Metrics};
@@ -167,10 +167,14 @@ impl Ingress {
     async fn parse(
         &self,
         mut buffer: body::PooledBuffer,
-    ) -> Result<crate::model::Webhook, ParseError> {
+    ) -> Result<crate::model::Webhook, IngressError> {
         if buffer.body.len() <= PARSE_INLINE_MAX_BYTES {
             let pad = &mut *buffer;
-            return parse::parse(&mut pad.body, &mut pad.scratch, &self.interner);
+            return Ok(parse::parse(
+                &mut pad.body,
+                &mut pad.scratch,
+                &self.interner,
+            )?);
         }
         let interner = self.interner.clone();
         tokio::task::spawn_blocking(move || {
@@ -178,7 +182,8 @@ impl Ingress {
             parse::parse(&mut pad.body, &mut pad.scratch, &interner)
         })
         .await
-        .unwrap_or_else(|e| Err(ParseError::Json(format!("parser failed: {e}"))))
+        .map_err(|e| IngressError::Internal(format!("parser task failed: {e}")))?
+        .map_err(IngressError::from)
     }
 
     async fn ready(&self) -> Result<HttpResponse, IngressError> {

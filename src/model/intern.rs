@@ -1,7 +1,7 @@
 //! Label and annotation strings, interned up to a bound.
 //!
-//! Bounded, not scoped: the first `capacity` distinct strings the process
-//! meets (in practice label names and the values that repeat — `alertname`,
+//! Bounded, not scoped: the first `capacity` distinct strings of at most
+//! `MAX_INTERNED_BYTES` bytes the process meets (in practice label names and the values that repeat — `alertname`,
 //! `severity`, `cluster`, `job`…) are interned for the life of the process;
 //! past that bound a string is kept as an owned copy in its alert instead.
 //! So a stream of label values that never repeat (a new pod name in every
@@ -16,6 +16,11 @@ pub enum Sym {
     Interned(Spur),
     Owned(Box<str>),
 }
+
+/// Longer strings are never interned: label names and the values that repeat
+/// are short, and a bound on count alone would let a few huge strings pin
+/// unbounded memory for the life of the process.
+pub const MAX_INTERNED_BYTES: usize = 64;
 
 pub struct Interner {
     /// aHash: several times cheaper than the default SipHash on short label
@@ -35,6 +40,9 @@ impl Interner {
     }
 
     pub fn intern(&self, s: &str) -> Sym {
+        if s.len() > MAX_INTERNED_BYTES {
+            return Sym::Owned(s.into());
+        }
         if let Some(spur) = self.rodeo.get(s) {
             return Sym::Interned(spur);
         }
@@ -77,5 +85,13 @@ mod tests {
         }
         assert!(matches!(interner.intern("pod-1"), Sym::Interned(_)));
         assert!(matches!(interner.intern("pod-50"), Sym::Owned(_)));
+    }
+
+    #[test]
+    fn long_strings_are_never_interned() {
+        let interner = Interner::new(100);
+        let long = "x".repeat(MAX_INTERNED_BYTES + 1);
+        assert!(matches!(interner.intern(&long), Sym::Owned(_)));
+        assert_eq!(interner.len(), 0);
     }
 }

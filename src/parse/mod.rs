@@ -9,7 +9,7 @@ use std::fmt::Display;
 use time::OffsetDateTime;
 
 use crate::model::{
-    json_object, Alert, Fingerprint, Interner, Notification, Pair, Status, Webhook,
+    json_object, Alert, Fingerprint, Interner, Notification, Pair, Status, Sym, Webhook,
 };
 use raw::{RawAlert, RawPairs, RawWebhook};
 
@@ -137,7 +137,14 @@ fn convert_alert(
         fingerprint,
         status,
         labels: intern_all(&labels, interner),
-        annotations: intern_all(&annotations, interner),
+        // Annotation values are prose that rarely repeats: owned, not interned.
+        annotations: annotations
+            .iter()
+            .map(|(name, value)| Pair {
+                name: interner.intern(name),
+                value: Sym::Owned((*value).into()),
+            })
+            .collect(),
         starts_at,
         ends_at,
         generator_url: generator_url.into(),
@@ -186,7 +193,10 @@ fn check_storable(s: &str) -> Result<(), &'static str> {
 }
 
 fn timestamp(s: &str, field: &str) -> Result<Option<OffsetDateTime>, FieldError> {
-    timestamp::parse(s).map_err(|_| FieldError::new(field, "invalid RFC 3339 timestamp"))
+    timestamp::parse(s).map_err(|e| match e {
+        timestamp::Invalid::Syntax => FieldError::new(field, "invalid RFC 3339 timestamp"),
+        timestamp::Invalid::OutOfRange => FieldError::new(field, "later than the year 9999 in UTC"),
+    })
 }
 
 fn text(s: Option<&str>, field: &str) -> Result<Box<str>, ParseError> {

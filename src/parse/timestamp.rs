@@ -2,18 +2,30 @@
 
 use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 
 /// Go's zero `time.Time`: Alertmanager's way of saying "not set".
 const GO_ZERO_TIME: OffsetDateTime = datetime!(0001-01-01 0:00 UTC);
 
 const NANOS_PER_MICRO: u32 = 1_000;
 
-/// Parses any RFC 3339 timestamp (any offset, up to nanoseconds) and
-/// truncates it to microseconds, PostgreSQL's resolution. `Ok(None)` for
-/// Go's zero time.
-pub fn parse(s: &str) -> Result<Option<OffsetDateTime>, time::error::Parse> {
-    let t = OffsetDateTime::parse(s, &Rfc3339)?;
+/// Why a timestamp is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Invalid {
+    Syntax,
+    /// Valid RFC 3339 whose UTC instant is after the year 9999
+    /// (e.g. `9999-12-31T23:59:59-23:00`).
+    OutOfRange,
+}
+
+/// Parses any RFC 3339 timestamp (any offset, up to nanoseconds), converts
+/// it to UTC and truncates it to microseconds, PostgreSQL's resolution.
+/// `Ok(None)` for Go's zero time.
+pub fn parse(s: &str) -> Result<Option<OffsetDateTime>, Invalid> {
+    let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| Invalid::Syntax)?;
+    let t = t
+        .checked_to_offset(UtcOffset::UTC)
+        .ok_or(Invalid::OutOfRange)?;
     if t == GO_ZERO_TIME {
         return Ok(None);
     }
@@ -51,6 +63,13 @@ mod tests {
         // Only the exact zero instant means "unset"; Go never writes it otherwise.
         assert!(parse("0001-01-01T01:00:00+01:00").unwrap().is_none());
         assert!(parse("0001-01-01T00:00:01Z").unwrap().is_some());
+    }
+
+    #[test]
+    fn offsets_that_leave_the_representable_range_are_refused() {
+        assert_eq!(parse("9999-12-31T23:59:59-23:00"), Err(Invalid::OutOfRange));
+        let t = parse("9999-12-31T22:59:59-01:00").unwrap().unwrap();
+        assert_eq!(t.offset(), UtcOffset::UTC);
     }
 
     #[test]

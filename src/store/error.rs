@@ -13,8 +13,8 @@ pub enum StoreError {
     /// The operation did not finish within `database.statement_timeout`.
     #[error("database did not answer within {0:?}")]
     Timeout(Duration),
-    /// PostgreSQL refused the data itself (SQLSTATE class 22 or 23): retrying
-    /// the same rows can never succeed.
+    /// PostgreSQL refused the data itself (SQLSTATE class 22, 23 or 54):
+    /// retrying the same rows can never succeed.
     #[error("database refused the data: {0}")]
     Data(String),
     /// Anything else PostgreSQL or the connection reported; may pass.
@@ -59,7 +59,9 @@ impl From<tokio_postgres::Error> for StoreError {
             };
         };
         let class = match &code.code()[..2] {
-            "22" | "23" => return StoreError::Data(message),
+            // 22 data exception, 23 integrity, 54 program limit (e.g. an
+            // index row over the btree maximum): these rows can never be stored.
+            "22" | "23" | "54" => return StoreError::Data(message),
             "08" => "connection",
             "25" => "read_only",
             "40" => "conflict",

@@ -16,6 +16,9 @@ struct Entry {
     state: EpisodeState,
     /// Index into `Batch::jobs` of the request that supplied this version.
     job: usize,
+    /// Earlier requests whose version of this episode this one replaced:
+    /// their answer depends on this row too.
+    superseded: Vec<usize>,
 }
 
 pub struct Batch {
@@ -65,13 +68,26 @@ impl Batch {
         let episode = alert.episode();
         let state = EpisodeState::of(&alert, interner);
         if let Some(&i) = self.by_episode.get(&episode) {
-            self.entries[i] = Entry { alert, state, job };
+            let replaced = &mut self.entries[i];
+            let mut superseded = std::mem::take(&mut replaced.superseded);
+            superseded.push(replaced.job);
+            *replaced = Entry {
+                alert,
+                state,
+                job,
+                superseded,
+            };
             self.unchanged += 1;
         } else if cache.is_committed(&episode, &state) {
             self.unchanged += 1;
         } else {
             self.by_episode.insert(episode, self.entries.len());
-            self.entries.push(Entry { alert, state, job });
+            self.entries.push(Entry {
+                alert,
+                state,
+                job,
+                superseded: Vec::new(),
+            });
         }
     }
 
@@ -99,6 +115,15 @@ impl Batch {
             }
         }
         rows
+    }
+
+    /// `(owner, dependent)`: request `dependent` sent a version of an episode
+    /// that request `owner` replaced within this batch, so `dependent` is
+    /// only stored if `owner`'s row is.
+    pub fn dependencies(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.entries
+            .iter()
+            .flat_map(|e| e.superseded.iter().map(move |&d| (e.job, d)))
     }
 
     /// The states this batch commits, for the cache (all, or one request's).

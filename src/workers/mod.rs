@@ -115,7 +115,15 @@ impl<S: BatchSink> Worker<S> {
     fn run(self) {
         let mut carry = None;
         while let Some(batch) = self.collect(carry.take()) {
-            carry = self.flush(batch);
+            // A bug that panics while writing must not take the worker (and
+            // with the last one, all ingestion) down: the batch's requests
+            // are dropped unanswered, which their handlers answer 503.
+            let flushed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.flush(batch)));
+            carry = flushed.unwrap_or_else(|_| {
+                tracing::error!("a batch write panicked; its requests were answered 503");
+                None
+            });
         }
     }
 
@@ -124,7 +132,7 @@ impl<S: BatchSink> Worker<S> {
     /// closed and empty.
     fn collect(&self, carry: Option<Job>) -> Option<Batch> {
         let mut batch = Batch::new(self.settings.batch.max_rows);
-        match carry {
+        match carry.and_then(|job| self.live(job)) {
             Some(job) => self.add(&mut batch, job),
             None => loop {
                 if let Some(job) = self.live(self.rx.recv().ok()?) {
@@ -184,7 +192,7 @@ impl<S: BatchSink> Worker<S> {
     /// One request's data was refused: write each request on its own, so
     /// that only the one that carries the bad row is refused.
     fn write_each(&self, batch: Batch) -> Option<Job> {
-        let outcomes: Vec<Result<(), Failure>> = (0..batch.job_count())
+        let mut outcomes: Vec<Result<(), Failure>> = (0..batch.job_count())
             .map(|i| match self.write(&batch, Some(i)) {
                 Ok(_) => {
                     self.committed(&batch, Some(i));
@@ -194,6 +202,16 @@ impl<S: BatchSink> Worker<S> {
                 Err(e) => Err(Failure::Unavailable(e.to_string())),
             })
             .collect();
+        // A request whose alert was carried by a later request's row is not
+        // stored if that row was not: it must be retried, not acknowledged.
+        for (owner, dependent) in batch.dependencies() {
+            if outcomes[owner].is_err() && outcomes[dependent].is_ok() {
+                outcomes[dependent] = Err(Failure::Unavailable(
+                    "a newer version of one of its alerts, sent in another request, was not stored"
+                        .into(),
+                ));
+            }
+        }
         let mut carry = None;
         for ((_, job, complete), outcome) in batch.into_jobs().zip(outcomes) {
             carry = answer(job, complete, outcome);
