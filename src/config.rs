@@ -238,6 +238,12 @@ pub enum LogFormat {
     Json,
 }
 
+/// Upper bounds that catch a typo before it allocates (the queue and the
+/// batches preallocate their capacity).
+const MAX_QUEUE_CAPACITY: usize = 1_000_000;
+const MAX_WORKERS: usize = 256;
+const MAX_BATCH_ROWS: usize = 10_000;
+
 /// Every problem found, so that one run of `check-config` lists them all.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  {}", .0.join("\n  "))]
@@ -334,19 +340,19 @@ impl Config {
             "must be at least 1",
         );
         check(
-            self.queue.capacity > 0,
+            (1..=MAX_QUEUE_CAPACITY).contains(&self.queue.capacity),
             "queue.capacity",
-            "must be greater than 0",
+            &format!("must be from 1 to {MAX_QUEUE_CAPACITY}"),
         );
         check(
-            self.workers.count > 0,
+            (1..=MAX_WORKERS).contains(&self.workers.count),
             "workers.count",
-            "must be greater than 0",
+            &format!("must be from 1 to {MAX_WORKERS}"),
         );
         check(
-            self.batch.max_rows > 0,
+            (1..=MAX_BATCH_ROWS).contains(&self.batch.max_rows),
             "batch.max_rows",
-            "must be greater than 0",
+            &format!("must be from 1 to {MAX_BATCH_ROWS}"),
         );
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),

@@ -15,6 +15,10 @@ use tokio_postgres::NoTls;
 
 use crate::config::DatabaseConfig;
 
+/// Bound on one run of the migrations, so that a hung server cannot hold
+/// startup (which then goes on and retries in the background).
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Identifies our sessions in `pg_stat_activity` (and to fault tests).
 pub const APPLICATION_NAME: &str = "alert-ingest";
 
@@ -144,8 +148,15 @@ impl Store {
     /// Brings the schema up to date; returns the versions it applied.
     pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
         let mut client = self.connection().await?;
-        let client: &mut tokio_postgres::Client = &mut client;
-        Ok(migrate::run(client).await?)
+        let run = migrate::run(&mut client);
+        match tokio::time::timeout(MIGRATION_TIMEOUT, run).await {
+            Ok(result) => Ok(result?),
+            Err(_) => {
+                // Mid-transaction on a hung server: never back into the pool.
+                drop(Object::take(client));
+                Err(StoreError::Timeout(MIGRATION_TIMEOUT))
+            }
+        }
     }
 
     /// Whether PostgreSQL answers a trivial query within the timeouts.
