@@ -491,18 +491,25 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_alert_is_refused_alone_while_its_batch_neighbours_commit() {
+    const REQUESTS: usize = 40;
     let db = TestDb::create().await;
     let mut config = test_config(&db.url);
+    // One worker and a long linger: requests queue up behind each commit and
+    // are written together, so the bad rows share batches with good ones.
     config.workers.count = 1;
-    config.batch.linger = Duration::from_millis(50); // so that requests share batches
+    config.batch.linger = Duration::from_millis(50);
     let service = Service::start(config).await;
     let mut tasks = Vec::new();
-    for i in 0..20 {
+    for i in 0..REQUESTS {
         let service = service.client();
         tasks.push(tokio::spawn(async move {
             let mut a = alert("Batch", i, "firing", ZERO);
-            if i == 7 {
-                a["labels"]["pod"] = json!("bad\u{0}pod");
+            match i {
+                // Refused by the parser: PostgreSQL cannot store U+0000.
+                7 => a["labels"]["pod"] = json!("bad\u{0}pod"),
+                // Refused by PostgreSQL itself, inside a batch (index row too big).
+                13 | 29 => a["labels"]["alertname"] = json!(incompressible(4000)),
+                _ => {}
             }
             service.post(webhook(vec![a])).await
         }));
@@ -512,18 +519,29 @@ async fn poison_alert_is_refused_alone_while_its_batch_neighbours_commit() {
         answers.push(t.await.unwrap());
     }
     for (i, (status, body)) in answers.iter().enumerate() {
-        if i == 7 {
-            assert_eq!(*status, 400, "{body}");
-            assert_eq!(
-                body["detail"],
-                "alerts[0].labels.pod: contains U+0000, which PostgreSQL cannot store"
-            );
-        } else {
-            assert_eq!(*status, 200, "{body}");
+        match i {
+            7 => assert_eq!(
+                (*status, &body["detail"]),
+                (
+                    400,
+                    &json!("alerts[0].labels.pod: contains U+0000, which PostgreSQL cannot store")
+                )
+            ),
+            13 | 29 => assert_eq!(
+                (*status, body["error"].as_str()),
+                (400, Some("rejected_by_database")),
+                "{body}"
+            ),
+            _ => assert_eq!(*status, 200, "request {i}: {body}"),
         }
     }
     let client = db.client().await;
-    assert_eq!(count(&client, "alerts").await, 19);
+    assert_eq!(count(&client, "alerts").await, REQUESTS as i64 - 3);
+    let metrics = service.get("/metrics").await.1;
+    assert!(
+        metrics.contains("alert_ingest_db_errors_total{class=\"data\"}"),
+        "{metrics}"
+    );
     service.shutdown().await;
 }
 
@@ -645,14 +663,16 @@ async fn two_instances_on_one_database_store_each_episode_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_answers_everything_in_flight_and_loses_nothing_acknowledged() {
+    const MAX_PER_SENDER: usize = 100_000;
     let (db, service) = started().await;
     let mut senders = Vec::new();
     for c in 0..20 {
         let client = service.client();
         senders.push(tokio::spawn(async move {
             let mut acknowledged = Vec::new();
-            for r in 0..50 {
-                let i = c * 100 + r;
+            // Until the listener is gone (status 0), however fast the machine.
+            for r in 0..MAX_PER_SENDER {
+                let i = c * MAX_PER_SENDER + r;
                 let (status, body) = client
                     .post(webhook(vec![alert("Drain", i, "firing", ZERO)]))
                     .await;
@@ -661,19 +681,28 @@ async fn shutdown_answers_everything_in_flight_and_loses_nothing_acknowledged() 
                 if status == 200 {
                     acknowledged.push(format!("host-{i}"));
                 }
+                if status == 0 {
+                    return (acknowledged, true);
+                }
             }
-            acknowledged
+            (acknowledged, false)
         }));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(service.shutdown().await, "drained within the grace period");
-    let mut acknowledged = Vec::new();
+    let (mut acknowledged, mut cut_off) = (Vec::new(), false);
     for s in senders {
-        acknowledged.extend(s.await.unwrap());
+        let (acked, saw_refusal) = s.await.unwrap();
+        acknowledged.extend(acked);
+        cut_off |= saw_refusal;
     }
     assert!(
-        !acknowledged.is_empty() && acknowledged.len() < 20 * 50,
-        "shut down mid-load"
+        !acknowledged.is_empty(),
+        "some requests were served before the shutdown"
+    );
+    assert!(
+        cut_off,
+        "the shutdown came while senders were still sending"
     );
     let client = db.client().await;
     let stored: Vec<String> = client

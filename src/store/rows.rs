@@ -87,6 +87,11 @@ impl<'a> Rows<'a> {
         self.n_received_at.push(row.received_at);
     }
 
+    /// The `alertname` of each alert row, in order.
+    pub fn alertnames(&self) -> &[&'a str] {
+        &self.alertname
+    }
+
     pub fn alert_count(&self) -> usize {
         self.fingerprint.len()
     }

@@ -288,3 +288,6 @@ fn answer(job: Job, complete: bool, outcome: Result<(), Failure>) -> Option<Job>
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
