@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::proxy::FaultProxy;
-use common::{count, eventually, fixture, fixture_names, test_config, Service, TestDb};
+use common::{count, eventually, fixture, fixture_names, test_config, Client, Service, TestDb};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -48,6 +48,11 @@ fn alert(name: &str, i: usize, status: &str, ends_at: &str) -> Value {
 }
 
 const ZERO: &str = "0001-01-01T00:00:00Z";
+
+/// Posts a webhook of `alerts`; the HTTP status.
+async fn status_of(service: &Client, alerts: Vec<Value>) -> u16 {
+    service.post(webhook(alerts)).await.0
+}
 
 async fn alerts_rows(db: &TestDb) -> Rows {
     db.client()
@@ -202,26 +207,17 @@ async fn each_fixture_stores_exact_rows_in_all_three_tables_and_repeats_add_none
 async fn firing_then_resolved_is_one_episode_with_two_events() {
     let (db, service) = started().await;
     assert_eq!(
-        service
-            .post(webhook(vec![alert("Flap", 1, "firing", ZERO)]))
-            .await
-            .0,
+        status_of(&service, vec![alert("Flap", 1, "firing", ZERO)]).await,
         200
     );
     let ends = "2026-11-23T10:05:00.5Z";
     assert_eq!(
-        service
-            .post(webhook(vec![alert("Flap", 1, "resolved", ends)]))
-            .await
-            .0,
+        status_of(&service, vec![alert("Flap", 1, "resolved", ends)]).await,
         200
     );
     // A later repeat of the resolution changes nothing.
     assert_eq!(
-        service
-            .post(webhook(vec![alert("Flap", 1, "resolved", ends)]))
-            .await
-            .0,
+        status_of(&service, vec![alert("Flap", 1, "resolved", ends)]).await,
         200
     );
 
@@ -254,7 +250,7 @@ async fn firing_then_resolved_is_one_episode_with_two_events() {
     changed["annotations"]["summary"] = json!("edited");
     let mut next_week = alert("Flap", 1, "firing", ZERO);
     next_week["startsAt"] = json!("2026-11-30T10:00:00Z");
-    assert_eq!(service.post(webhook(vec![changed, next_week])).await.0, 200);
+    assert_eq!(status_of(&service, vec![changed, next_week]).await, 200);
     assert_eq!(count(&client, "alerts").await, 2);
     assert_eq!(count(&client, "alert_events").await, 4);
     service.shutdown().await;
@@ -472,10 +468,7 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
         "{body}"
     );
     assert_eq!(
-        service
-            .post(webhook(vec![alert("Good", 2, "firing", ZERO)]))
-            .await
-            .0,
+        status_of(&service, vec![alert("Good", 2, "firing", ZERO)]).await,
         200
     );
 

@@ -3,6 +3,8 @@
 
 mod fingerprint;
 mod intern;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use fingerprint::Fingerprint;
 pub use intern::{Interner, Sym};

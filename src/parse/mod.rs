@@ -70,7 +70,7 @@ fn convert(
 ) -> Result<Webhook, ParseError> {
     let alerts = raw
         .alerts
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, a)| {
             convert_alert(a, interner, now).map_err(|e| e.at(format_args!("alerts[{i}]")))
@@ -101,12 +101,12 @@ fn convert(
 }
 
 fn convert_alert(
-    raw: &RawAlert,
+    raw: RawAlert,
     interner: &Interner,
     now: OffsetDateTime,
 ) -> Result<Alert, FieldError> {
-    let labels = sorted_pairs(&raw.labels).map_err(|e| e.at("labels"))?;
-    let annotations = match &raw.annotations {
+    let labels = sorted_pairs(raw.labels).map_err(|e| e.at("labels"))?;
+    let annotations = match raw.annotations {
         Some(a) => sorted_pairs(a).map_err(|e| e.at("annotations"))?,
         None => Vec::new(),
     };
@@ -154,21 +154,24 @@ fn convert_alert(
 /// Sorts by name byte-wise (Alertmanager's fingerprint order), keeps the
 /// last of duplicate names (as Go's JSON decoder into a map does), and
 /// checks that PostgreSQL can store every string.
-fn sorted_pairs<'a>(raw: &RawPairs<'a>) -> Result<Vec<(&'a str, &'a str)>, FieldError> {
-    let mut sorted = raw.0.clone();
-    // Stable: of equal names, the later stays later.
-    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut unique: Vec<(&str, &str)> = Vec::with_capacity(sorted.len());
-    for (name, value) in sorted {
+fn sorted_pairs(raw: RawPairs<'_>) -> Result<Vec<(&str, &str)>, FieldError> {
+    let mut pairs = raw.0;
+    for &(name, value) in &pairs {
         check_storable(name)
             .and(check_storable(value))
             .map_err(|e| FieldError::new(name, e))?;
-        match unique.last_mut() {
-            Some(last) if last.0 == name => last.1 = value,
-            _ => unique.push((name, value)),
-        }
     }
-    Ok(unique)
+    // Stable: of equal names, the later stays later; `dedup_by` sees
+    // (later, earlier) and keeps the earlier slot, so move the value into it.
+    pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    pairs.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            earlier.1 = later.1;
+        }
+        same
+    });
+    Ok(pairs)
 }
 
 fn intern_all(pairs: &[(&str, &str)], interner: &Interner) -> Vec<Pair> {

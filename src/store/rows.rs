@@ -100,10 +100,6 @@ impl<'a> Rows<'a> {
         self.n_receiver.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.alert_count() == 0 && self.notification_count() == 0
-    }
-
     /// The parameters of `WRITE_BATCH`, in its `$1..$21` order.
     pub fn params(&self) -> [&(dyn ToSql + Sync); 21] {
         [

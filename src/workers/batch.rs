@@ -9,7 +9,7 @@ use crate::model::{json_object, Alert, Episode, Interner, Pair};
 use crate::queue::Job;
 use crate::store::{AlertRow, NotificationRow, Rows};
 
-use super::cache::{EpisodeCache, EpisodeState};
+use super::cache::{CacheView, EpisodeCache, EpisodeState};
 
 struct Entry {
     alert: Alert,
@@ -57,14 +57,15 @@ impl Batch {
         let room = self.max_rows.saturating_sub(self.placed).max(1);
         let take = room.min(job.webhook.alerts.len());
         let slot = self.jobs.len();
+        let mut cache = cache.view();
         for alert in job.webhook.alerts.drain(..take) {
-            self.place(alert, slot, cache, interner);
+            self.place(alert, slot, &mut cache, interner);
         }
         self.placed += take;
         self.jobs.push(job);
     }
 
-    fn place(&mut self, alert: Alert, job: usize, cache: &EpisodeCache, interner: &Interner) {
+    fn place(&mut self, alert: Alert, job: usize, cache: &mut CacheView<'_>, interner: &Interner) {
         let episode = alert.episode();
         let state = EpisodeState::of(&alert, interner);
         if let Some(&i) = self.by_episode.get(&episode) {
@@ -192,44 +193,17 @@ fn pairs_json(pairs: &[Pair], interner: &Interner) -> String {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use time::macros::datetime;
-
     use super::*;
-    use crate::model::{Fingerprint, Notification, Status, Webhook};
+    use crate::model::{testing, Status};
 
     fn alert(i: u64, status: Status, interner: &Interner) -> Alert {
-        Alert {
-            fingerprint: Fingerprint(i),
-            status,
-            labels: vec![Pair {
-                name: interner.intern("alertname"),
-                value: interner.intern("A"),
-            }],
-            annotations: Vec::new(),
-            starts_at: datetime!(2026-11-23 10:00 UTC),
-            ends_at: None,
-            generator_url: "".into(),
-        }
+        testing::alert(i, status, "A", interner)
     }
 
     fn job(alerts: Vec<Alert>) -> Job {
-        let notification = Notification {
-            receiver: "r".into(),
-            status: Status::Firing,
-            group_key: "{}".into(),
-            group_labels: "{}".into(),
-            common_labels: "{}".into(),
-            common_annotations: "{}".into(),
-            external_url: "".into(),
-            truncated_alerts: 0,
-            notification_reason: None,
-        };
         let deadline = Instant::now() + Duration::from_secs(60);
         Job::new(
-            Webhook {
-                notification,
-                alerts,
-            },
+            testing::webhook(alerts),
             time::OffsetDateTime::now_utc(),
             deadline,
         )

@@ -10,7 +10,7 @@ use std::num::NonZeroUsize;
 
 use fnv::FnvHasher;
 use lru::LruCache;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::model::{unix_micros, Alert, Episode, Interner, Status};
 
@@ -54,11 +54,10 @@ impl EpisodeCache {
         }
     }
 
-    /// Whether `state` is already what PostgreSQL holds for `episode`.
-    pub fn is_committed(&self, episode: &Episode, state: &EpisodeState) -> bool {
-        self.lru
-            .as_ref()
-            .is_some_and(|lru| lru.lock().get(episode) == Some(state))
+    /// The cache locked once for a run of lookups (one request's alerts),
+    /// rather than once per alert.
+    pub fn view(&self) -> CacheView<'_> {
+        CacheView(self.lru.as_ref().map(|lru| lru.lock()))
     }
 
     /// Records states that have just been committed.
@@ -70,12 +69,15 @@ impl EpisodeCache {
             }
         }
     }
+}
 
-    pub fn len(&self) -> usize {
-        self.lru.as_ref().map_or(0, |lru| lru.lock().len())
-    }
+pub struct CacheView<'a>(Option<MutexGuard<'a, LruCache<Episode, EpisodeState>>>);
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+impl CacheView<'_> {
+    /// Whether `state` is already what PostgreSQL holds for `episode`.
+    pub fn is_committed(&mut self, episode: &Episode, state: &EpisodeState) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|lru| lru.get(episode) == Some(state))
     }
 }

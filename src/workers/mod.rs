@@ -7,7 +7,7 @@ mod batch;
 mod cache;
 
 pub use batch::Batch;
-pub use cache::{EpisodeCache, EpisodeState};
+pub use cache::{CacheView, EpisodeCache, EpisodeState};
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -178,10 +178,15 @@ impl<S: BatchSink> Worker<S> {
     /// Writes the batch and answers the requests it completes; returns the
     /// request that goes on in the next batch, if any.
     fn flush(&self, batch: Batch) -> Option<Job> {
+        // Counted as they were skipped, like every delivery is counted as received.
+        self.shared
+            .metrics
+            .alerts_unchanged
+            .inc_by(batch.unchanged as u64);
         let result = self.write(&batch, None);
         match result {
             Ok(_) => {
-                self.committed(&batch, None);
+                self.shared.cache.committed(batch.states(None));
                 self.answer_all(batch, Ok(()))
             }
             Err(e) if !e.is_retryable() => self.write_each(batch),
@@ -195,7 +200,7 @@ impl<S: BatchSink> Worker<S> {
         let mut outcomes: Vec<Result<(), Failure>> = (0..batch.job_count())
             .map(|i| match self.write(&batch, Some(i)) {
                 Ok(_) => {
-                    self.committed(&batch, Some(i));
+                    self.shared.cache.committed(batch.states(Some(i)));
                     Ok(())
                 }
                 Err(StoreError::Data(detail)) => Err(Failure::Rejected(detail)),
@@ -258,16 +263,6 @@ impl<S: BatchSink> Worker<S> {
                     attempt += 1;
                 }
             }
-        }
-    }
-
-    fn committed(&self, batch: &Batch, only: Option<usize>) {
-        self.shared.cache.committed(batch.states(only));
-        if only.is_none() {
-            self.shared
-                .metrics
-                .alerts_unchanged
-                .inc_by(batch.unchanged as u64);
         }
     }
 }

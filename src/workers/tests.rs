@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use time::macros::datetime;
 
 use super::*;
 use crate::config::{BatchConfig, DatabaseConfig};
-use crate::model::{Fingerprint, Notification, Pair, Status, Webhook};
+use crate::model::{testing, Status, Webhook};
 use crate::queue::{Job, Queue};
 use crate::store::Rows;
 
@@ -34,33 +33,12 @@ impl BatchSink for Picky {
 }
 
 fn webhook(name: &str, fingerprint: u64, interner: &Interner) -> Webhook {
-    let alert = crate::model::Alert {
-        fingerprint: Fingerprint(fingerprint),
-        status: Status::Firing,
-        labels: vec![Pair {
-            name: interner.intern("alertname"),
-            value: interner.intern(name),
-        }],
-        annotations: Vec::new(),
-        starts_at: datetime!(2026-11-23 10:00 UTC),
-        ends_at: None,
-        generator_url: "".into(),
-    };
-    let notification = Notification {
-        receiver: "r".into(),
-        status: Status::Firing,
-        group_key: "{}".into(),
-        group_labels: "{}".into(),
-        common_labels: "{}".into(),
-        common_annotations: "{}".into(),
-        external_url: "".into(),
-        truncated_alerts: 0,
-        notification_reason: None,
-    };
-    Webhook {
-        notification,
-        alerts: vec![alert],
-    }
+    testing::webhook(vec![testing::alert(
+        fingerprint,
+        Status::Firing,
+        name,
+        interner,
+    )])
 }
 
 #[tokio::test]
