@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::hint::black_box;
 
+use alert_ingest::config::LimitsConfig;
 use alert_ingest::model::{Fingerprint, Interner};
 use alert_ingest::parse::{parse, Scratch};
 use alert_ingest::workers::{EpisodeCache, EpisodeState};
@@ -18,6 +19,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 
 fn parse_bodies(c: &mut Criterion) {
     let interner = Interner::new(100_000);
+    let limits = LimitsConfig::default();
     let mut group = c.benchmark_group("parse");
     let mut bodies = common::fixtures();
     for n in [1, 10, 100] {
@@ -29,7 +31,7 @@ fn parse_bodies(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter_batched_ref(
                 || body.clone(),
-                |buf| parse(buf, &mut scratch, &interner).unwrap(),
+                |buf| parse(buf, &mut scratch, &interner, &limits).unwrap(),
                 BatchSize::SmallInput,
             )
         });
@@ -43,6 +45,7 @@ fn fingerprint(c: &mut Criterion) {
         &mut common::webhook(1, 0),
         &mut Scratch::default(),
         &interner,
+        &LimitsConfig::default(),
     )
     .unwrap();
     let alert = &webhook.alerts[0];

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alert_ingest::config::{BatchConfig, Config, DatabaseConfig};
+use alert_ingest::config::{BatchConfig, Config, DatabaseConfig, LimitsConfig};
 use alert_ingest::ingress::{new_pool, Auth, Ingress};
 use alert_ingest::model::Interner;
 use alert_ingest::parse::{parse, Scratch};
@@ -46,6 +46,7 @@ fn encode(c: &mut Criterion) {
             &mut common::webhook(n, 0),
             &mut Scratch::default(),
             &interner,
+            &LimitsConfig::default(),
         )
         .unwrap();
         let mut batch = Batch::new(100);
@@ -128,6 +129,7 @@ async fn ingress_with_discard() -> Ingress {
         auth: Auth::default(),
         buffers: new_pool(),
         config: config.server,
+        limits: config.limits,
         schema_ready: Arc::new(AtomicBool::new(true)),
     }
 }

@@ -84,6 +84,7 @@ impl App {
             auth,
             buffers: ingress::new_pool(),
             config: config.server,
+            limits: config.limits,
             schema_ready,
         });
         let (stop, stopped) = oneshot::channel::<()>();

@@ -27,6 +27,7 @@ pub struct Config {
     pub batch: BatchConfig,
     pub cache: CacheConfig,
     pub interner: InternerConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
 }
 
@@ -212,6 +213,40 @@ impl Default for InternerConfig {
     }
 }
 
+/// What one webhook request may hold. Each limit, when passed, is a 400
+/// naming the field and the limit (`parse` enforces them). The defaults are
+/// far above what Alertmanager sends and far below what hurts.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Alerts in one request.
+    pub max_alerts: usize,
+    /// Labels on one alert (and annotations on one alert, separately).
+    pub max_labels: usize,
+    /// Bytes in a label or annotation name.
+    pub max_name_bytes: usize,
+    /// Bytes in a label value.
+    pub max_label_value_bytes: usize,
+    /// Bytes in an annotation value (and the generator URL).
+    pub max_annotation_value_bytes: usize,
+    /// Nesting of JSON arrays and objects, anywhere in the body (the
+    /// webhook's own structure needs 4).
+    pub max_json_depth: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_alerts: 10_000,
+            max_labels: 256,
+            max_name_bytes: 1024,
+            max_label_value_bytes: 16 * 1024,
+            max_annotation_value_bytes: 256 * 1024,
+            max_json_depth: 64,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -243,6 +278,9 @@ pub enum LogFormat {
 const MAX_QUEUE_CAPACITY: usize = 1_000_000;
 const MAX_WORKERS: usize = 256;
 const MAX_BATCH_ROWS: usize = 10_000;
+/// The depth check walks the parsed document without recursion, but serde
+/// recurses into values it skips: past this, a thread stack could overflow.
+const MAX_JSON_DEPTH: usize = 256;
 
 /// Every problem found, so that one run of `check-config` lists them all.
 #[derive(Debug, thiserror::Error)]
@@ -353,6 +391,24 @@ impl Config {
             (1..=MAX_BATCH_ROWS).contains(&self.batch.max_rows),
             "batch.max_rows",
             &format!("must be from 1 to {MAX_BATCH_ROWS}"),
+        );
+        let l = &self.limits;
+        for (value, key) in [
+            (l.max_alerts, "limits.max_alerts"),
+            (l.max_labels, "limits.max_labels"),
+            (l.max_name_bytes, "limits.max_name_bytes"),
+            (l.max_label_value_bytes, "limits.max_label_value_bytes"),
+            (
+                l.max_annotation_value_bytes,
+                "limits.max_annotation_value_bytes",
+            ),
+        ] {
+            check(value >= 1, key, "must be at least 1");
+        }
+        check(
+            (4..=MAX_JSON_DEPTH).contains(&l.max_json_depth),
+            "limits.max_json_depth",
+            &format!("must be from 4 (a webhook's own depth) to {MAX_JSON_DEPTH}"),
         );
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),

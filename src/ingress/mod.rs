@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::ServerConfig;
+use crate::config::{LimitsConfig, ServerConfig};
 use crate::model::Interner;
 use crate::parse;
 use crate::queue::{Failure, Job, Queue};
@@ -56,6 +56,7 @@ pub struct Ingress {
     pub auth: Auth,
     pub buffers: BufferPool,
     pub config: ServerConfig,
+    pub limits: LimitsConfig,
     /// Set once the schema is known to be current; `/readyz` waits for it.
     pub schema_ready: Arc<AtomicBool>,
 }
@@ -174,12 +175,13 @@ impl Ingress {
                 &mut pad.body,
                 &mut pad.scratch,
                 &self.interner,
+                &self.limits,
             )?);
         }
-        let interner = self.interner.clone();
+        let (interner, limits) = (self.interner.clone(), self.limits);
         tokio::task::spawn_blocking(move || {
             let pad = &mut *buffer;
-            parse::parse(&mut pad.body, &mut pad.scratch, &interner)
+            parse::parse(&mut pad.body, &mut pad.scratch, &interner, &limits)
         })
         .await
         .map_err(|e| IngressError::Internal(format!("parser task failed: {e}")))?

@@ -8,6 +8,7 @@ use std::fmt::Display;
 
 use time::OffsetDateTime;
 
+use crate::config::LimitsConfig;
 use crate::model::{
     json_object, Alert, Fingerprint, Interner, Notification, Pair, Status, Sym, Webhook,
 };
@@ -33,9 +34,11 @@ pub fn parse(
     body: &mut [u8],
     scratch: &mut Scratch,
     interner: &Interner,
+    limits: &LimitsConfig,
 ) -> Result<Webhook, ParseError> {
     let mut de = simd_json::Deserializer::from_slice_with_buffers(body, scratch)
         .map_err(|e| ParseError::Json(e.to_string()))?;
+    check_shape(de.as_value(), limits)?;
     let raw: RawWebhook = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         ParseError::Payload(format!(
@@ -44,7 +47,47 @@ pub fn parse(
             describe(e.inner())
         ))
     })?;
-    convert(raw, interner, OffsetDateTime::now_utc())
+    convert(raw, interner, limits, OffsetDateTime::now_utc())
+}
+
+/// Limits checked on simd-json's tape, before serde builds anything: a
+/// body of 100,000 alerts is refused without allocating them, and one
+/// nested 100,000 deep never reaches serde, which recurses into the values
+/// it skips (unknown fields) and would overflow the thread's stack.
+fn check_shape(
+    root: simd_json::tape::Value<'_, '_>,
+    limits: &LimitsConfig,
+) -> Result<(), ParseError> {
+    let too_deep = || {
+        ParseError::Payload(format!(
+            "body: JSON nested deeper than limits.max_json_depth ({})",
+            limits.max_json_depth
+        ))
+    };
+    // Depth-first without recursion; only containers are pushed.
+    let container = |v: &simd_json::tape::Value<'_, '_>| v.is_array() || v.is_object();
+    let mut pending = vec![(root, 1)];
+    while let Some((value, depth)) = pending.pop() {
+        if depth > limits.max_json_depth {
+            return Err(too_deep());
+        }
+        if let Some(array) = value.as_array() {
+            pending.extend(array.iter().filter(container).map(|v| (v, depth + 1)));
+        } else if let Some(object) = value.as_object() {
+            pending.extend(object.values().filter(container).map(|v| (v, depth + 1)));
+        }
+    }
+    let alerts = root
+        .get("alerts")
+        .and_then(|a| a.as_array())
+        .map_or(0, |a| a.len());
+    if alerts > limits.max_alerts {
+        return Err(ParseError::Payload(format!(
+            "alerts: {alerts} alerts, more than limits.max_alerts ({})",
+            limits.max_alerts
+        )));
+    }
+    Ok(())
 }
 
 /// A readable reason: serde's own message ("missing field `labels`") or
@@ -66,6 +109,7 @@ fn describe(e: &simd_json::Error) -> String {
 fn convert(
     raw: RawWebhook,
     interner: &Interner,
+    limits: &LimitsConfig,
     now: OffsetDateTime,
 ) -> Result<Webhook, ParseError> {
     let alerts = raw
@@ -73,9 +117,11 @@ fn convert(
         .into_iter()
         .enumerate()
         .map(|(i, a)| {
-            convert_alert(a, interner, now).map_err(|e| e.at(format_args!("alerts[{i}]")))
+            convert_alert(a, interner, limits, now).map_err(|e| e.at(format_args!("alerts[{i}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let labels = PairLimits::labels(limits);
+    let annotations = PairLimits::annotations(limits);
     let notification = Notification {
         receiver: text(raw.receiver, "receiver")?,
         status: match raw.status {
@@ -84,9 +130,9 @@ fn convert(
             None => Status::Resolved,
         },
         group_key: text(raw.group_key, "groupKey")?,
-        group_labels: json_text(&raw.group_labels, "groupLabels")?,
-        common_labels: json_text(&raw.common_labels, "commonLabels")?,
-        common_annotations: json_text(&raw.common_annotations, "commonAnnotations")?,
+        group_labels: json_text(&raw.group_labels, "groupLabels", &labels)?,
+        common_labels: json_text(&raw.common_labels, "commonLabels", &labels)?,
+        common_annotations: json_text(&raw.common_annotations, "commonAnnotations", &annotations)?,
         external_url: text(raw.external_url, "externalURL")?,
         truncated_alerts: raw.truncated_alerts.unwrap_or(0),
         notification_reason: raw
@@ -103,11 +149,15 @@ fn convert(
 fn convert_alert(
     raw: RawAlert,
     interner: &Interner,
+    limits: &LimitsConfig,
     now: OffsetDateTime,
 ) -> Result<Alert, FieldError> {
-    let labels = sorted_pairs(raw.labels).map_err(|e| e.at("labels"))?;
+    let labels =
+        sorted_pairs(raw.labels, &PairLimits::labels(limits)).map_err(|e| e.at("labels"))?;
     let annotations = match raw.annotations {
-        Some(a) => sorted_pairs(a).map_err(|e| e.at("annotations"))?,
+        Some(a) => {
+            sorted_pairs(a, &PairLimits::annotations(limits)).map_err(|e| e.at("annotations"))?
+        }
         None => Vec::new(),
     };
     let starts_at = match raw.starts_at {
@@ -133,6 +183,12 @@ fn convert_alert(
         .unwrap_or_else(|| Fingerprint::of_sorted(labels.iter().copied()));
     let generator_url = raw.generator_url.unwrap_or("");
     check_storable(generator_url).map_err(|e| FieldError::new("generatorURL", e))?;
+    check_len(
+        generator_url,
+        limits.max_annotation_value_bytes,
+        "limits.max_annotation_value_bytes",
+    )
+    .map_err(|e| FieldError::new("generatorURL", e))?;
     Ok(Alert {
         fingerprint,
         status,
@@ -151,16 +207,84 @@ fn convert_alert(
     })
 }
 
+/// The limits on one set of labels or annotations.
+struct PairLimits {
+    max_pairs: usize,
+    max_name_bytes: usize,
+    max_value_bytes: usize,
+    /// The config key of `max_value_bytes`, for the error.
+    value_key: &'static str,
+}
+
+impl PairLimits {
+    fn labels(limits: &LimitsConfig) -> PairLimits {
+        PairLimits {
+            max_pairs: limits.max_labels,
+            max_name_bytes: limits.max_name_bytes,
+            max_value_bytes: limits.max_label_value_bytes,
+            value_key: "limits.max_label_value_bytes",
+        }
+    }
+
+    fn annotations(limits: &LimitsConfig) -> PairLimits {
+        PairLimits {
+            max_value_bytes: limits.max_annotation_value_bytes,
+            value_key: "limits.max_annotation_value_bytes",
+            ..PairLimits::labels(limits)
+        }
+    }
+
+    /// Checks the count, then each pair: within limits and storable. The
+    /// error names the pair, never repeats an oversized name.
+    fn check(&self, pairs: &[(&str, &str)]) -> Result<(), FieldError> {
+        if pairs.len() > self.max_pairs {
+            return Err(FieldError::new(
+                "",
+                format_args!(
+                    "{} entries, more than limits.max_labels ({})",
+                    pairs.len(),
+                    self.max_pairs
+                ),
+            ));
+        }
+        for &(name, value) in pairs {
+            if name.len() > self.max_name_bytes {
+                return Err(FieldError::new(
+                    "",
+                    format_args!(
+                        "a name of {} bytes, more than limits.max_name_bytes ({})",
+                        name.len(),
+                        self.max_name_bytes
+                    ),
+                ));
+            }
+            check_storable(name)
+                .and(check_storable(value))
+                .map_err(|e| FieldError::new(name, e))?;
+            check_len(value, self.max_value_bytes, self.value_key)
+                .map_err(|e| FieldError::new(name, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_len(s: &str, max: usize, key: &str) -> Result<(), String> {
+    if s.len() > max {
+        Err(format!("{} bytes, more than {key} ({max})", s.len()))
+    } else {
+        Ok(())
+    }
+}
+
 /// Sorts by name byte-wise (Alertmanager's fingerprint order), keeps the
 /// last of duplicate names (as Go's JSON decoder into a map does), and
-/// checks that PostgreSQL can store every string.
-fn sorted_pairs(raw: RawPairs<'_>) -> Result<Vec<(&str, &str)>, FieldError> {
+/// checks limits and that PostgreSQL can store every string.
+fn sorted_pairs<'a>(
+    raw: RawPairs<'a>,
+    limits: &PairLimits,
+) -> Result<Vec<(&'a str, &'a str)>, FieldError> {
     let mut pairs = raw.0;
-    for &(name, value) in &pairs {
-        check_storable(name)
-            .and(check_storable(value))
-            .map_err(|e| FieldError::new(name, e))?;
-    }
+    limits.check(&pairs)?;
     // Stable: of equal names, the later stays later; `dedup_by` sees
     // (later, earlier) and keeps the earlier slot, so move the value into it.
     pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
@@ -208,13 +332,13 @@ fn text(s: Option<&str>, field: &str) -> Result<Box<str>, ParseError> {
     Ok(s.into())
 }
 
-fn json_text(pairs: &Option<RawPairs>, field: &str) -> Result<Box<str>, ParseError> {
+fn json_text(
+    pairs: &Option<RawPairs>,
+    field: &str,
+    limits: &PairLimits,
+) -> Result<Box<str>, ParseError> {
     let pairs = pairs.as_ref().map_or(&[][..], |p| &p.0[..]);
-    for (name, value) in pairs {
-        check_storable(name)
-            .and(check_storable(value))
-            .map_err(|e| ParseError::Payload(format!("{field}.{name}: {e}")))?;
-    }
+    limits.check(pairs).map_err(|e| e.at(field))?;
     Ok(json_object(|| pairs.iter().copied()).into())
 }
 
@@ -242,8 +366,13 @@ impl FieldError {
     }
 
     fn at(self, parent: impl Display) -> FieldError {
+        let path = if self.path.is_empty() {
+            parent.to_string()
+        } else {
+            format!("{parent}.{}", self.path)
+        };
         FieldError {
-            path: format!("{parent}.{}", self.path),
+            path,
             detail: self.detail,
         }
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::LimitsConfig;
 use crate::model::Interner;
 
 const FIXTURES: &str = concat!(
@@ -25,7 +26,12 @@ fn fixtures() -> Vec<(String, Vec<u8>)> {
 
 fn parse_bytes(body: &[u8]) -> Result<Webhook, ParseError> {
     let interner = Interner::new(1000);
-    parse(&mut body.to_vec(), &mut Scratch::default(), &interner)
+    parse(
+        &mut body.to_vec(),
+        &mut Scratch::default(),
+        &interner,
+        &LimitsConfig::default(),
+    )
 }
 
 fn payload_error(body: &str) -> String {
@@ -76,7 +82,13 @@ fn every_fixture_parses_and_computed_fingerprints_equal_sent() {
 fn fixture_fields_are_kept() {
     let body = std::fs::read(format!("{FIXTURES}/mixed-firing-resolved.json")).unwrap();
     let interner = Interner::new(1000);
-    let w = parse(&mut body.clone(), &mut Scratch::default(), &interner).unwrap();
+    let w = parse(
+        &mut body.clone(),
+        &mut Scratch::default(),
+        &interner,
+        &LimitsConfig::default(),
+    )
+    .unwrap();
     assert_eq!(&*w.notification.receiver, "cap");
     assert_eq!(w.notification.status, Status::Firing);
     assert_eq!(
@@ -111,7 +123,13 @@ fn labels_are_sorted_bytewise_and_last_duplicate_wins() {
     let body = with_alert(
         r#"{"labels":{"b":"1","a":"2","B":"3","a":"4"},"startsAt":"2026-01-01T00:00:00Z"}"#,
     );
-    let w = parse(&mut body.into_bytes(), &mut Scratch::default(), &interner).unwrap();
+    let w = parse(
+        &mut body.into_bytes(),
+        &mut Scratch::default(),
+        &interner,
+        &LimitsConfig::default(),
+    )
+    .unwrap();
     let labels: Vec<(&str, &str)> = w.alerts[0]
         .labels
         .iter()
@@ -239,4 +257,162 @@ fn status_is_inferred_when_missing() {
     )
     .unwrap();
     assert_eq!(w.alerts[0].status, Status::Resolved);
+}
+
+fn limit_error(body: &str, limits: &LimitsConfig) -> String {
+    let interner = Interner::new(1000);
+    match parse(
+        &mut body.as_bytes().to_vec(),
+        &mut Scratch::default(),
+        &interner,
+        limits,
+    ) {
+        Err(ParseError::Payload(detail)) => detail,
+        other => panic!("expected a payload error, got {other:?}"),
+    }
+}
+
+fn labelled(labels: &str) -> String {
+    with_alert(&format!(
+        r#"{{"labels":{{{labels}}},"startsAt":"2026-01-01T00:00:00Z"}}"#
+    ))
+}
+
+#[test]
+fn deep_nesting_anywhere_is_refused_without_recursion() {
+    // 100,000 levels in an unknown field: serde would recurse into it to
+    // skip it and overflow the stack; the tape walk refuses it first.
+    let depth = 100_000;
+    let body = format!(
+        r#"{{"receiver":"r","alerts":[],"extra":{}1{}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    assert_eq!(
+        limit_error(&body, &LimitsConfig::default()),
+        "body: JSON nested deeper than limits.max_json_depth (64)"
+    );
+    // Exactly at the limit passes; one more level does not. The body, the
+    // alerts array and an alert are 3 levels; "x" adds 2 (at) or 3 (over).
+    let limits = LimitsConfig {
+        max_json_depth: 5,
+        ..LimitsConfig::default()
+    };
+    let at = with_alert(r#"{"labels":{},"startsAt":"2026-01-01T00:00:00Z","x":[[1]]}"#);
+    let interner = Interner::new(10);
+    parse(
+        &mut at.into_bytes(),
+        &mut Scratch::default(),
+        &interner,
+        &limits,
+    )
+    .unwrap();
+    let over = with_alert(r#"{"labels":{},"startsAt":"2026-01-01T00:00:00Z","x":[[[1]]]}"#);
+    assert!(limit_error(&over, &limits).starts_with("body: JSON nested deeper"));
+}
+
+#[test]
+fn too_many_alerts_is_refused_before_they_are_built() {
+    let limits = LimitsConfig {
+        max_alerts: 3,
+        ..LimitsConfig::default()
+    };
+    let alert = r#"{"labels":{"a":"b"},"startsAt":"2026-01-01T00:00:00Z"}"#;
+    let body = |n: usize| {
+        format!(
+            r#"{{"receiver":"r","alerts":[{}]}}"#,
+            vec![alert; n].join(",")
+        )
+    };
+    let interner = Interner::new(10);
+    let three = parse(
+        &mut body(3).into_bytes(),
+        &mut Scratch::default(),
+        &interner,
+        &limits,
+    );
+    assert_eq!(three.unwrap().alerts.len(), 3);
+    assert_eq!(
+        limit_error(&body(4), &limits),
+        "alerts: 4 alerts, more than limits.max_alerts (3)"
+    );
+}
+
+#[test]
+fn label_count_name_and_value_limits_name_the_field() {
+    let limits = LimitsConfig {
+        max_labels: 2,
+        max_name_bytes: 8,
+        max_label_value_bytes: 10,
+        max_annotation_value_bytes: 20,
+        ..LimitsConfig::default()
+    };
+    assert_eq!(
+        limit_error(&labelled(r#""a":"1","b":"2","c":"3""#), &limits),
+        "alerts[0].labels: 3 entries, more than limits.max_labels (2)"
+    );
+    assert_eq!(
+        limit_error(&labelled(r#""averyverylongname":"1""#), &limits),
+        "alerts[0].labels: a name of 17 bytes, more than limits.max_name_bytes (8)"
+    );
+    assert_eq!(
+        limit_error(&labelled(r#""pod":"12345678901""#), &limits),
+        "alerts[0].labels.pod: 11 bytes, more than limits.max_label_value_bytes (10)"
+    );
+    // Annotation values have their own, larger limit.
+    let annotated = |value: &str| {
+        with_alert(&format!(
+            r#"{{"labels":{{}},"annotations":{{"summary":"{value}"}},"startsAt":"2026-01-01T00:00:00Z"}}"#
+        ))
+    };
+    let interner = Interner::new(10);
+    let ok = annotated("12345678901234567890");
+    parse(
+        &mut ok.into_bytes(),
+        &mut Scratch::default(),
+        &interner,
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(
+        limit_error(&annotated("123456789012345678901"), &limits),
+        "alerts[0].annotations.summary: 21 bytes, more than limits.max_annotation_value_bytes (20)"
+    );
+    // Byte lengths, not characters: "é" is two bytes.
+    assert_eq!(
+        limit_error(&labelled(r#""pod":"éééééé""#), &limits),
+        "alerts[0].labels.pod: 12 bytes, more than limits.max_label_value_bytes (10)"
+    );
+    let body = r#"{"receiver":"r","groupLabels":{"a":"1","b":"2","c":"3"},"alerts":[]}"#;
+    assert_eq!(
+        limit_error(body, &limits),
+        "groupLabels: 3 entries, more than limits.max_labels (2)"
+    );
+}
+
+#[test]
+fn a_one_mebibyte_label_value_is_refused_and_unicode_within_limits_is_kept() {
+    let big = "x".repeat(1 << 20);
+    assert_eq!(
+        limit_error(
+            &labelled(&format!(r#""pod":"{big}""#)),
+            &LimitsConfig::default()
+        ),
+        "alerts[0].labels.pod: 1048576 bytes, more than limits.max_label_value_bytes (16384)"
+    );
+    let interner = Interner::new(10);
+    let body = labelled(r#""team":"监控","mood":"🔥","rtl":"שלום""#);
+    let w = parse(
+        &mut body.into_bytes(),
+        &mut Scratch::default(),
+        &interner,
+        &LimitsConfig::default(),
+    )
+    .unwrap();
+    let labels: Vec<(&str, &str)> = w.alerts[0]
+        .labels
+        .iter()
+        .map(|p| (interner.resolve(&p.name), interner.resolve(&p.value)))
+        .collect();
+    assert_eq!(labels, [("mood", "🔥"), ("rtl", "שלום"), ("team", "监控")]);
 }
