@@ -4,6 +4,9 @@
 //! (Alertmanager retries 5xx), never waited on, and never a 429 (which
 //! Alertmanager would drop for good). Capacity is counted in requests.
 
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -20,6 +23,9 @@ pub struct Job {
     /// workers place them into batches).
     pub alert_count: usize,
     pub received_at: OffsetDateTime,
+    /// With `received_at`, the key of the request's `notifications` row, so
+    /// that writing its batch again after an unknown outcome adds no second row.
+    pub request_id: i64,
     /// After this the requester has been answered 503; a worker drops the job
     /// unwritten rather than spend the database on it.
     pub deadline: Instant,
@@ -37,6 +43,7 @@ impl Job {
             alert_count: webhook.alerts.len(),
             webhook,
             received_at,
+            request_id: next_request_id(),
             deadline,
             reply,
         };
@@ -47,6 +54,15 @@ impl Job {
     pub fn answer(self, result: Result<Receipt, Failure>) {
         let _ = self.reply.send(result);
     }
+}
+
+/// Distinct within a process (a counter) and, with the receipt time in the
+/// key, in practice across instances too (the counter starts at a random
+/// point in each process).
+fn next_request_id() -> i64 {
+    static NEXT: LazyLock<AtomicU64> =
+        LazyLock::new(|| AtomicU64::new(RandomState::new().hash_one(std::process::id())));
+    NEXT.fetch_add(1, Ordering::Relaxed) as i64
 }
 
 /// What a committed request reports back.

@@ -649,7 +649,7 @@ async fn two_instances_on_one_database_store_each_episode_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(migrations, 1);
+    assert_eq!(migrations, 2, "each migration applied once");
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -16,11 +16,18 @@ struct Migration {
 }
 
 /// In order; never edit one that has shipped, add the next.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "notification request id",
+        sql: include_str!("migrations/0002_notification_request_id.sql"),
+    },
+];
 
 /// Applies the missing migrations; returns the versions it applied.
 pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {

@@ -54,14 +54,17 @@ WITH input AS (
 ), notified AS (
     INSERT INTO notifications (receiver, status, group_key, group_labels, common_labels,
                                common_annotations, external_url, truncated_alerts,
-                               notification_reason, alert_count, received_at)
+                               notification_reason, alert_count, received_at, request_id)
     SELECT receiver, status, group_key, group_labels::jsonb, common_labels::jsonb,
            common_annotations::jsonb, external_url, truncated_alerts, notification_reason,
-           alert_count, received_at
+           alert_count, received_at, request_id
     FROM unnest($11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-                $17::text[], $18::int8[], $19::text[], $20::int4[], $21::timestamptz[])
+                $17::text[], $18::int8[], $19::text[], $20::int4[], $21::timestamptz[],
+                $22::int8[])
         AS n(receiver, status, group_key, group_labels, common_labels, common_annotations,
-             external_url, truncated_alerts, notification_reason, alert_count, received_at)
+             external_url, truncated_alerts, notification_reason, alert_count, received_at,
+             request_id)
+    ON CONFLICT (received_at, request_id) DO NOTHING
 )
 SELECT count(*) FROM changed";
 
@@ -174,8 +177,14 @@ impl Store {
         let client = self.connection().await?;
         let result = self
             .bounded(async {
+                fail::fail_point!("store::write::before", |_| Err(failpoint("before")));
                 let statement = client.prepare_cached(WRITE_BATCH).await?;
                 let row = client.query_one(&statement, &rows.params()).await?;
+                // Committed, but the caller hears of a lost connection: the
+                // outcome it cannot know, as when COMMIT's answer is lost.
+                fail::fail_point!("store::write::after_commit", |_| {
+                    Err(failpoint("after_commit"))
+                });
                 Ok(Written {
                     changed: row.get::<_, i64>(0) as u64,
                 })
@@ -206,5 +215,14 @@ impl Store {
         tokio::time::timeout(self.statement_timeout, op)
             .await
             .unwrap_or(Err(StoreError::Timeout(self.statement_timeout)))
+    }
+}
+
+/// What a failpoint in the write path reports: a broken connection.
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+fn failpoint(name: &str) -> StoreError {
+    StoreError::Database {
+        class: "connection",
+        message: format!("connection lost (failpoint store::write::{name})"),
     }
 }

@@ -32,6 +32,7 @@ pub struct NotificationRow<'a> {
     pub notification_reason: Option<&'a str>,
     pub alert_count: i32,
     pub received_at: OffsetDateTime,
+    pub request_id: i64,
 }
 
 #[derive(Default)]
@@ -57,6 +58,7 @@ pub struct Rows<'a> {
     n_notification_reason: Vec<Option<&'a str>>,
     n_alert_count: Vec<i32>,
     n_received_at: Vec<OffsetDateTime>,
+    n_request_id: Vec<i64>,
 }
 
 impl<'a> Rows<'a> {
@@ -85,6 +87,7 @@ impl<'a> Rows<'a> {
         self.n_notification_reason.push(row.notification_reason);
         self.n_alert_count.push(row.alert_count);
         self.n_received_at.push(row.received_at);
+        self.n_request_id.push(row.request_id);
     }
 
     /// The `alertname` of each alert row, in order.
@@ -100,8 +103,8 @@ impl<'a> Rows<'a> {
         self.n_receiver.len()
     }
 
-    /// The parameters of `WRITE_BATCH`, in its `$1..$21` order.
-    pub fn params(&self) -> [&(dyn ToSql + Sync); 21] {
+    /// The parameters of `WRITE_BATCH`, in its `$1..$22` order.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 22] {
         [
             &self.fingerprint,
             &self.starts_at,
@@ -124,6 +127,7 @@ impl<'a> Rows<'a> {
             &self.n_notification_reason,
             &self.n_alert_count,
             &self.n_received_at,
+            &self.n_request_id,
         ]
     }
 }

@@ -178,6 +178,7 @@ fn notification_row(job: &Job) -> NotificationRow<'_> {
         notification_reason: n.notification_reason.as_deref(),
         alert_count: i32::try_from(job.alert_count).unwrap_or(i32::MAX),
         received_at: job.received_at,
+        request_id: job.request_id,
     }
 }
 
