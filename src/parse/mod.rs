@@ -385,4 +385,6 @@ impl From<FieldError> for ParseError {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
