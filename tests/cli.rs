@@ -126,3 +126,85 @@ async fn serves_until_sigterm_then_exits_zero() {
     assert_eq!(status.code(), Some(0));
     assert_eq!(count(&db.client().await, "alerts").await, 2);
 }
+
+/// Issue #4 row 17: with every log line on (debug), neither the bearer
+/// token, nor the database password, nor a wrong token attempt shows in the
+/// output, and a label name carrying a newline and a terminal escape is
+/// logged escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_hold_no_secret_and_escape_what_senders_wrote() {
+    const TOKEN: &str = "tok-8c1f2e9a7b";
+    const DB_PASSWORD: &str = "pw-5d3b1a0c9e";
+    const WRONG: &str = "guess-0f9e8d7c";
+    let db = TestDb::create().await;
+    let config = config_file("log:\n  level: debug\n");
+    let addr = format!("127.0.0.1:{}", free_port());
+    // Trust authentication ignores the password, but it is in the URL.
+    let url = db.url.replacen("root@", &format!("root:{DB_PASSWORD}@"), 1);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "--config",
+            config.path().to_str().unwrap(),
+            "--listen",
+            &addr,
+        ])
+        .env("ALERT_INGEST_DATABASE_URL", &url)
+        .env("ALERT_INGEST_AUTH_BEARER_TOKEN", TOKEN)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let ready = common::eventually(Duration::from_secs(10), || async {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(ready, "ready within 10 s");
+    let post = |token: &'static str, body: String| {
+        http.post(format!("{base}/webhook"))
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(body)
+            .send()
+    };
+    let good = String::from_utf8(fixture("firing-two-alerts.json")).unwrap();
+    assert_eq!(post(WRONG, good.clone()).await.unwrap().status(), 401);
+    assert_eq!(post(TOKEN, good).await.unwrap().status(), 200);
+    // A 400 whose detail quotes a hostile label name.
+    let hostile = r#"{"receiver":"r","alerts":[{"labels":{"x\nFORGED LOG LINE \u001b[31m":"a\u0000"},"startsAt":"2026-01-01T00:00:00Z"}]}"#;
+    assert_eq!(post(TOKEN, hostile.into()).await.unwrap().status(), 400);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        output.contains("request refused"),
+        "debug logging was on:\n{output}"
+    );
+    for secret in [TOKEN, DB_PASSWORD, WRONG] {
+        assert!(
+            !output.contains(secret),
+            "{secret} is in the log:\n{output}"
+        );
+    }
+    assert!(
+        !output.lines().any(|l| l.starts_with("FORGED")),
+        "a sender forged a log line:\n{output}"
+    );
+    assert!(
+        !output.contains('\u{1b}'),
+        "a raw terminal escape reached the log"
+    );
+}

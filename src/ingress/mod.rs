@@ -83,10 +83,15 @@ impl Ingress {
         let response = match self.route(req).await {
             Ok(response) => response,
             Err(e) => {
+                // The detail can quote the sender's text (a label name):
+                // escaped, so that a newline or terminal escape in it cannot
+                // forge a log line or repaint an operator's terminal.
+                let error = e.to_string();
+                let error = error.escape_debug();
                 if e.status().is_server_error() {
-                    tracing::warn!(error = %e, "request not served");
+                    tracing::warn!(%error, "request not served");
                 } else {
-                    tracing::debug!(error = %e, "request refused");
+                    tracing::debug!(%error, "request refused");
                 }
                 e.into_response(self.config.retry_after)
             }
