@@ -16,6 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_postgres::Client;
 
+use common::proxy::FaultProxy;
 use common::{count, eventually, test_config, Service, TestDb};
 
 const DEFAULT_ALERTMANAGER_BIN: &str = "/usr/bin/prometheus-alertmanager";
@@ -123,6 +124,119 @@ async fn postgres_holds_exactly_what_alertmanager_reports() {
         "alertmanager_e2e took {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Issue #4 row 19: the database goes away for a while (a proxy cuts the
+/// service off from it; `$AI_OUTAGE_SECS`, default 15, scripts/chaos runs
+/// 120). The service answers 503, Alertmanager keeps retrying, and once the
+/// database is back every alert still firing and every resolution of an
+/// alert that was delivered firing is in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
+    let outage = Duration::from_secs(
+        std::env::var("AI_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(15),
+    );
+    let db = TestDb::create().await;
+    let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let service = Service::start(test_config(&db.url_via(proxy.addr))).await;
+    let ready = eventually(Duration::from_secs(10), || async {
+        service.get("/readyz").await.0 == 200
+    })
+    .await;
+    assert!(ready, "the service never became ready");
+    let am = Alertmanager::start(&format!("{}/webhook", service.base)).await;
+    let pg = db.client().await;
+
+    // Five firing alerts, delivered and stored.
+    let sent = alerts_to_send();
+    am.post_alerts(&sent.iter().map(|a| a.to_json(None)).collect::<Vec<_>>())
+        .await;
+    let seen = am.wait_for(&sent).await;
+    let stored = eventually(DELIVERY_TIMEOUT, || {
+        let pg = &pg;
+        async move {
+            let row = pg.query_one(COUNT_FIRING, &[]).await.unwrap();
+            (row.get::<_, i64>(0), row.get::<_, i64>(1)) == (5, 5)
+        }
+    })
+    .await;
+    assert!(
+        stored,
+        "5 firing alerts not stored\n{}",
+        diagnose(&pg, &am).await
+    );
+
+    // The database goes away. Meanwhile the HighLatency group resolves and a
+    // new alert group starts firing.
+    proxy.set_down();
+    let resolved_at = OffsetDateTime::now_utc();
+    let resolving: Vec<Value> = sent
+        .iter()
+        .filter(|s| s.resolve)
+        .map(|s| s.to_json(Some(resolved_at)))
+        .collect();
+    am.post_alerts(&resolving).await;
+    let during: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({
+                "labels": {"alertname": "DuringOutage", "instance": format!("host-{i}")},
+                "annotations": {"summary": "fired while the database was away"},
+                "startsAt": rfc3339(OffsetDateTime::now_utc() - time::Duration::seconds(10)),
+            })
+        })
+        .collect();
+    am.post_alerts(&during).await;
+    tokio::time::sleep(outage).await;
+    let metrics = service.get("/metrics").await.1;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("alert_ingest_http_requests_total{code=\"503\"} "))
+        .map_or(0, |v| v.parse().unwrap());
+    assert!(
+        refused > 0,
+        "Alertmanager was never answered 503 during the outage"
+    );
+    assert_eq!(count(&pg, "alerts").await, 5, "nothing stored while away");
+
+    // Back: Alertmanager's retries deliver the resolutions and the new group.
+    proxy.set_up();
+    let resolved_fps: Vec<String> = sent
+        .iter()
+        .zip(&seen)
+        .filter(|(s, _)| s.resolve)
+        .map(|(_, a)| a.fingerprint.clone())
+        .collect();
+    let caught_up = eventually(Duration::from_secs(60), || {
+        let (pg, fps) = (&pg, &resolved_fps);
+        async move {
+            let resolved: i64 = pg.query_one(COUNT_RESOLVED, &[fps]).await.unwrap().get(0);
+            let new: i64 = pg
+                .query_one(
+                    "SELECT count(*) FROM alerts WHERE alertname = 'DuringOutage' AND status = 'firing'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            resolved == 2 && new == 3
+        }
+    })
+    .await;
+    assert!(
+        caught_up,
+        "after the outage: not every resolution and new alert stored ({refused} answers were 503)\n{}",
+        diagnose(&pg, &am).await
+    );
+    assert_eq!(
+        count(&pg, "alerts").await,
+        8,
+        "one row per alert, none twice"
+    );
+    drop(am);
+    service.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------
