@@ -34,6 +34,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Tls(String),
     #[error("cannot start worker threads: {0}")]
     Workers(std::io::Error),
 }
@@ -54,6 +56,10 @@ impl App {
         let interner = Arc::new(Interner::new(config.interner.capacity));
         let store = Store::new(&config.database)?;
         let auth = Auth::from_config(&config.auth).map_err(StartError::Auth)?;
+        let tls = (config.server.tls.as_ref())
+            .map(ingress::tls::acceptor)
+            .transpose()
+            .map_err(StartError::Tls)?;
         let schema_ready = migrate_in_background(store.clone()).await;
         let (queue, rx) = Queue::bounded(config.queue.capacity);
         let queue = Arc::new(queue);
@@ -92,7 +98,7 @@ impl App {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            let drained = ingress::serve(listener, ingress, shutdown, grace).await;
+            let drained = ingress::serve(listener, ingress, tls, shutdown, grace).await;
             queue.close();
             let deadline = drained.signalled_at + grace;
             let joined = tokio::task::spawn_blocking(move || workers.join(deadline))

@@ -55,6 +55,23 @@ pub struct ServerConfig {
     /// Value of the `Retry-After` header sent with 503 answers.
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
+    /// HTTPS instead of plain HTTP, and optionally client certificates.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS for the listener (rustls). PEM files, read at startup.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// When set, every client must present a certificate signed by one of
+    /// these CAs (mutual TLS); Alertmanager sends one from
+    /// `http_config.tls_config.cert_file`.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +84,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             shutdown_grace: Duration::from_secs(25),
             retry_after: Duration::from_secs(5),
+            tls: None,
         }
     }
 }

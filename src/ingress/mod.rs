@@ -5,6 +5,7 @@
 mod auth;
 mod body;
 mod error;
+pub mod tls;
 
 pub use auth::Auth;
 pub use body::{new_pool, BufferPool};
@@ -29,6 +30,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::{LimitsConfig, ServerConfig};
 use crate::model::Interner;
@@ -241,6 +243,33 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), IngressError> {
     }
 }
 
+/// One HTTP/1.1 connection over `io` (plain TCP or TLS).
+fn connection<I>(
+    io: I,
+    ingress: Arc<Ingress>,
+) -> http1::Connection<
+    TokioIo<I>,
+    impl hyper::service::Service<
+            Request<hyper::body::Incoming>,
+            Response = HttpResponse,
+            Error = Infallible,
+            Future = impl Future<Output = Result<HttpResponse, Infallible>> + Send,
+        > + Send,
+>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = ingress.config.header_read_timeout;
+    let service = service_fn(move |req| {
+        let handler = ingress.clone();
+        async move { Ok::<_, Infallible>(handler.handle(req).await) }
+    });
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .serve_connection(TokioIo::new(io), service)
+}
+
 /// How `serve` ended.
 pub struct Drained {
     /// When the shutdown signal came.
@@ -255,6 +284,7 @@ pub struct Drained {
 pub async fn serve(
     listener: TcpListener,
     ingress: Arc<Ingress>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> Drained {
@@ -278,22 +308,36 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let handler = ingress.clone();
-        let service = service_fn(move |req| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(req).await) }
-        });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(ingress.config.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        match &tls {
+            None => {
+                let connection = graceful.watch(connection(stream, ingress.clone()));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    drop(slot);
+                });
             }
-            drop(slot);
-        });
+            Some(tls) => {
+                // The handshake runs in the connection's own task, bounded
+                // like a request head, so a slow one holds up no one else.
+                let (tls, ingress, watcher) = (tls.clone(), ingress.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let timeout = ingress.config.header_read_timeout;
+                    match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let connection = watcher.watch(connection(stream, ingress));
+                            if let Err(e) = connection.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
     let signalled_at = Instant::now();
     drop(listener);
