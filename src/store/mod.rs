@@ -164,12 +164,15 @@ impl Store {
 
     /// Whether PostgreSQL answers a trivial query within the timeouts.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.bounded(async {
-            let client = self.connection().await?;
-            client.simple_query("SELECT 1").await?;
-            Ok(())
-        })
-        .await
+        let client = self.connection().await?;
+        let result = self
+            .bounded(async {
+                client.simple_query("SELECT 1").await?;
+                Ok(())
+            })
+            .await;
+        discard_if_timed_out(client, &result);
+        result
     }
 
     /// Writes and commits one batch; see `WRITE_BATCH`.
@@ -190,11 +193,7 @@ impl Store {
                 })
             })
             .await;
-        if matches!(result, Err(StoreError::Timeout(_))) {
-            // The statement may still be running on a hung server: this
-            // connection's state is unknown, so it must not go back to the pool.
-            drop(Object::take(client));
-        }
+        discard_if_timed_out(client, &result);
         result
     }
 
@@ -215,6 +214,15 @@ impl Store {
         tokio::time::timeout(self.statement_timeout, op)
             .await
             .unwrap_or(Err(StoreError::Timeout(self.statement_timeout)))
+    }
+}
+
+/// After a timeout the query may still be running on a hung server (or the
+/// network may have lost it): the connection's state is unknown, so it must
+/// not go back to the pool, where every later user would queue behind it.
+fn discard_if_timed_out<T>(client: Object, result: &Result<T, StoreError>) {
+    if matches!(result, Err(StoreError::Timeout(_))) {
+        drop(Object::take(client));
     }
 }
 
