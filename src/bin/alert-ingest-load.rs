@@ -12,6 +12,13 @@
 //! fixed set of firing groups re-sent, as Alertmanager does every
 //! group_interval), `mixed` (80 % repeat, 20 % unique).
 //!
+//! With `--retry-for D` it behaves as Alertmanager does: a request answered
+//! 5xx or lost in transport is sent again (backing off from 50 ms to 1 s)
+//! until it is acknowledged or D has passed since its first attempt; 4xx
+//! are never retried. That makes it the oracle of scripts/chaos: whatever
+//! the service and PostgreSQL go through, every acknowledged alert must be
+//! stored exactly once (`--verify`), and no answer may be a 429.
+//!
 //! Prints `key=value` lines (for scripts/bench) after a human summary.
 
 use std::collections::HashSet;
@@ -65,7 +72,15 @@ struct Args {
     /// After the run, check this PostgreSQL database for every acknowledged alert.
     #[arg(long)]
     verify: Option<String>,
+    /// Resend a request answered 5xx (or lost in transport) until it is
+    /// acknowledged or this long has passed since its first attempt, e.g. 2m.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    retry_for: Duration,
 }
+
+/// First pause before a retry; doubles up to `RETRY_BACKOFF_MAX`.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Workload {
@@ -78,7 +93,12 @@ enum Workload {
 struct Tally {
     latency: Histogram<u64>,
     statuses: [u64; 6],
+    status_429: u64,
     transport_errors: u64,
+    /// Attempts that were retries.
+    retries: u64,
+    /// Requests never acknowledged (retries exhausted, or none allowed).
+    gave_up: u64,
     /// Sequence numbers of unique requests answered 200.
     acked_unique: Vec<u64>,
     acked_repeat_groups: HashSet<u64>,
@@ -89,7 +109,10 @@ impl Tally {
         Tally {
             latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid bounds"),
             statuses: [0; 6],
+            status_429: 0,
             transport_errors: 0,
+            retries: 0,
+            gave_up: 0,
             acked_unique: Vec::new(),
             acked_repeat_groups: HashSet::new(),
         }
@@ -100,7 +123,10 @@ impl Tally {
         for (a, b) in self.statuses.iter_mut().zip(other.statuses) {
             *a += b;
         }
+        self.status_429 += other.status_429;
         self.transport_errors += other.transport_errors;
+        self.retries += other.retries;
+        self.gave_up += other.gave_up;
         self.acked_unique.extend(other.acked_unique);
         self.acked_repeat_groups.extend(other.acked_repeat_groups);
     }
@@ -195,11 +221,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         flat_out(plan.clone()).await
     };
     let elapsed = started.elapsed();
-    let lost = match &plan.args.verify {
+    let verified = match &plan.args.verify {
         Some(url) => Some(verify(url, &plan, &tally).await?),
         None => None,
     };
-    report(&plan, &tally, elapsed, lost);
+    report(&plan, &tally, elapsed, verified.as_ref());
+    // Never acceptable, whatever the faults: a 429 (Alertmanager drops it),
+    // an acknowledged alert missing, an alert stored twice.
+    anyhow::ensure!(
+        tally.status_429 == 0,
+        "{} answers were 429",
+        tally.status_429
+    );
+    if let Some(v) = verified {
+        anyhow::ensure!(
+            v.lost == 0 && v.duplicates == 0,
+            "verification failed: {} lost, {} duplicated",
+            v.lost,
+            v.duplicates
+        );
+    }
     Ok(())
 }
 
@@ -211,14 +252,45 @@ async fn connect(target: &str) -> anyhow::Result<http1::SendRequest<Full<Bytes>>
     Ok(sender)
 }
 
-/// Sends one request on `sender` (reconnecting if it broke); records it.
-async fn send(
+/// Sends `item` until it is acknowledged, answered 4xx, or `--retry-for`
+/// has passed since the first attempt. Latency is recorded once, from the
+/// scheduled time to the last answer.
+async fn deliver(
     plan: &Plan,
     sender: &mut Option<http1::SendRequest<Full<Bytes>>>,
     item: Item,
     scheduled: Instant,
     tally: &mut Tally,
 ) {
+    let give_up_at = Instant::now() + plan.args.retry_for;
+    let mut backoff = RETRY_BACKOFF;
+    loop {
+        let retryable = send(plan, sender, item, tally).await;
+        if !retryable {
+            break;
+        }
+        if Instant::now() + backoff > give_up_at {
+            tally.gave_up += 1;
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+        tally.retries += 1;
+    }
+    let micros = scheduled.elapsed().as_micros() as u64;
+    tally
+        .latency
+        .saturating_record(micros.clamp(1, MAX_LATENCY_US));
+}
+
+/// Sends one request on `sender` (reconnecting if it broke); records its
+/// status. Returns whether it deserves a retry (5xx, transport error).
+async fn send(
+    plan: &Plan,
+    sender: &mut Option<http1::SendRequest<Full<Bytes>>>,
+    item: Item,
+    tally: &mut Tally,
+) -> bool {
     let result = async {
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
             *sender = Some(connect(&plan.args.target).await?);
@@ -235,13 +307,12 @@ async fn send(
         anyhow::Ok(status)
     }
     .await;
-    let micros = scheduled.elapsed().as_micros() as u64;
-    tally
-        .latency
-        .saturating_record(micros.clamp(1, MAX_LATENCY_US));
     match result {
         Ok(status) => {
             tally.statuses[(status / 100).min(5) as usize] += 1;
+            if status == 429 {
+                tally.status_429 += 1;
+            }
             if status == 200 {
                 match item {
                     Item::Unique(n) => tally.acked_unique.push(n),
@@ -250,10 +321,12 @@ async fn send(
                     }
                 }
             }
+            status >= 500
         }
         Err(_) => {
             *sender = None;
             tally.transport_errors += 1;
+            true
         }
     }
 }
@@ -269,7 +342,7 @@ async fn flat_out(plan: Arc<Plan>) -> Tally {
                 let mut sender = None;
                 while Instant::now() < deadline {
                     let n = plan.next.fetch_add(1, Ordering::Relaxed);
-                    send(&plan, &mut sender, plan.item(n), Instant::now(), &mut tally).await;
+                    deliver(&plan, &mut sender, plan.item(n), Instant::now(), &mut tally).await;
                 }
                 tally
             })
@@ -289,7 +362,7 @@ async fn fixed_rate(plan: Arc<Plan>) -> Tally {
                 let mut tally = Tally::new();
                 let mut sender = None;
                 while let Some((n, scheduled)) = rx.recv().await {
-                    send(&plan, &mut sender, plan.item(n), scheduled, &mut tally).await;
+                    deliver(&plan, &mut sender, plan.item(n), scheduled, &mut tally).await;
                 }
                 tally
             })
@@ -354,8 +427,18 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
     total
 }
 
-/// Returns how many acknowledged alerts PostgreSQL lacks (0 is the only pass).
-async fn verify(url: &str, plan: &Plan, tally: &Tally) -> anyhow::Result<u64> {
+/// What PostgreSQL holds of the run's acknowledged alerts.
+struct Verified {
+    /// Acknowledged alerts PostgreSQL lacks (0 is the only pass).
+    lost: u64,
+    /// Alerts of the run stored more than once (0 is the only pass).
+    duplicates: u64,
+    /// Alerts of the run stored (acknowledged or not: a request answered
+    /// 503 may have committed before its answer was lost).
+    stored: u64,
+}
+
+async fn verify(url: &str, plan: &Plan, tally: &Tally) -> anyhow::Result<Verified> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     let filter = format!(r#"{{"run": "{}"}}"#, plan.run);
@@ -363,13 +446,13 @@ async fn verify(url: &str, plan: &Plan, tally: &Tally) -> anyhow::Result<u64> {
         .query("SELECT labels->>'pod', count(*) FROM alerts WHERE labels @> $1::text::jsonb GROUP BY 1", &[&filter])
         .await?;
     let mut stored = HashSet::with_capacity(rows.len());
+    let mut duplicates = 0;
     for row in &rows {
         let (pod, n): (String, i64) = (row.get(0), row.get(1));
-        anyhow::ensure!(
-            n == 1,
-            "alert {pod} of run {} is stored {n} times",
-            plan.run
-        );
+        if n != 1 {
+            eprintln!("alert {pod} of run {} is stored {n} times", plan.run);
+            duplicates += 1;
+        }
         stored.insert(pod);
     }
     let alerts = plan.args.alerts;
@@ -379,10 +462,14 @@ async fn verify(url: &str, plan: &Plan, tally: &Tally) -> anyhow::Result<u64> {
         .map(|n| format!("u{n}"))
         .chain(tally.acked_repeat_groups.iter().map(|g| format!("g{g}")))
         .flat_map(|key| (0..alerts).map(move |i| format!("{key}-{i}")));
-    Ok(expected.filter(|pod| !stored.contains(pod)).count() as u64)
+    Ok(Verified {
+        lost: expected.filter(|pod| !stored.contains(pod)).count() as u64,
+        duplicates,
+        stored: stored.len() as u64,
+    })
 }
 
-fn report(plan: &Plan, tally: &Tally, elapsed: Duration, lost: Option<u64>) {
+fn report(plan: &Plan, tally: &Tally, elapsed: Duration, verified: Option<&Verified>) {
     let sent: u64 = tally.statuses.iter().sum::<u64>() + tally.transport_errors;
     let ok = tally.statuses[2];
     let secs = elapsed.as_secs_f64();
@@ -404,8 +491,17 @@ fn report(plan: &Plan, tally: &Tally, elapsed: Duration, lost: Option<u64>) {
         q(0.999),
         tally.latency.max() as f64 / 1000.0
     );
-    if let Some(lost) = lost {
-        eprintln!("verified in PostgreSQL: {lost} acknowledged alerts missing, none stored twice");
+    if tally.retries + tally.gave_up > 0 {
+        eprintln!(
+            "retries {}, requests never acknowledged {}",
+            tally.retries, tally.gave_up
+        );
+    }
+    if let Some(v) = verified {
+        eprintln!(
+            "verified in PostgreSQL: {} acknowledged alerts missing, {} stored more than once ({} of the run stored)",
+            v.lost, v.duplicates, v.stored
+        );
     }
     println!("run={}", plan.run);
     println!("requests={sent}");
@@ -415,11 +511,17 @@ fn report(plan: &Plan, tally: &Tally, elapsed: Duration, lost: Option<u64>) {
     println!("ok={ok}");
     println!("status_4xx={}", tally.statuses[4]);
     println!("status_5xx={}", tally.statuses[5]);
+    println!("status_429={}", tally.status_429);
     println!("transport_errors={}", tally.transport_errors);
+    println!("retries={}", tally.retries);
+    println!("gave_up={}", tally.gave_up);
+    println!("acked_alerts={acked_alerts}");
     for (name, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)] {
         println!("{name}_ms={:.2}", q(p));
     }
-    if let Some(lost) = lost {
-        println!("lost={lost}");
+    if let Some(v) = verified {
+        println!("lost={}", v.lost);
+        println!("duplicates={}", v.duplicates);
+        println!("stored={}", v.stored);
     }
 }
