@@ -22,6 +22,9 @@ use crate::workers::{EpisodeCache, Settings, Shared, Workers};
 
 /// Pause between attempts to migrate the schema while PostgreSQL is unreachable.
 const MIGRATE_RETRY: Duration = Duration::from_secs(1);
+/// How long startup waits for the first migration attempt (see
+/// `migrate_in_background`).
+const MIGRATE_STARTUP_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -122,23 +125,32 @@ impl App {
     }
 }
 
-/// Migrates now if PostgreSQL answers; otherwise keeps trying in the background.
+/// Migrates in a task of its own, retrying until it succeeds; startup waits
+/// for the first attempt, but at most `MIGRATE_STARTUP_WAIT`: a migration
+/// that takes longer (an index built over a big table) goes on while the
+/// listener serves `/healthz`, with `/readyz` and webhooks at 503 until it
+/// is done.
 async fn migrate_in_background(store: Store) -> Arc<AtomicBool> {
     let ready = Arc::new(AtomicBool::new(false));
-    if migrate_once(&store).await {
-        ready.store(true, Ordering::Release);
-        return ready;
-    }
+    let (first_done, first) = oneshot::channel::<()>();
     let flag = ready.clone();
     tokio::spawn(async move {
+        let mut first_done = Some(first_done);
         loop {
-            tokio::time::sleep(MIGRATE_RETRY).await;
-            if migrate_once(&store).await {
+            let migrated = migrate_once(&store).await;
+            if migrated {
                 flag.store(true, Ordering::Release);
+            }
+            if let Some(done) = first_done.take() {
+                let _ = done.send(());
+            }
+            if migrated {
                 return;
             }
+            tokio::time::sleep(MIGRATE_RETRY).await;
         }
     });
+    let _ = tokio::time::timeout(MIGRATE_STARTUP_WAIT, first).await;
     ready
 }
 

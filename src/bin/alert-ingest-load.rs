@@ -455,6 +455,22 @@ async fn verify(url: &str, plan: &Plan, tally: &Tally) -> anyhow::Result<Verifie
         }
         stored.insert(pod);
     }
+    // Every alert of a run fires once and never changes: exactly one event
+    // each, however often it was delivered (`alerts` cannot hold a row twice,
+    // its primary key sees to that; `alert_events` could).
+    let events = client
+        .query(
+            "SELECT a.labels->>'pod', count(*) FROM alerts a
+             JOIN alert_events e USING (fingerprint, starts_at)
+             WHERE a.labels @> $1::text::jsonb GROUP BY 1 HAVING count(*) <> 1",
+            &[&filter],
+        )
+        .await?;
+    for row in &events {
+        let (pod, n): (String, i64) = (row.get(0), row.get(1));
+        eprintln!("alert {pod} of run {} has {n} events", plan.run);
+        duplicates += 1;
+    }
     let alerts = plan.args.alerts;
     let expected = tally
         .acked_unique

@@ -32,6 +32,12 @@ const MIGRATIONS: &[Migration] = &[
 /// Applies the missing migrations; returns the versions it applied.
 pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    // Not the batch write's statement_timeout: a migration may build an
+    // index over a big table. But never wait long for a lock another session
+    // holds (a table lock blocks every batch write queued behind it): fail,
+    // and the migration task tries again.
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = '10s'")
+        .await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
     tx.batch_execute(

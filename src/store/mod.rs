@@ -15,9 +15,10 @@ use tokio_postgres::NoTls;
 
 use crate::config::DatabaseConfig;
 
-/// Bound on one run of the migrations, so that a hung server cannot hold
-/// startup (which then goes on and retries in the background).
-const MIGRATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on one run of the migrations, so that a hung server cannot hold the
+/// migration task forever. Generous: an index built over millions of rows
+/// takes minutes, and the service serves (503) meanwhile.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Identifies our sessions in `pg_stat_activity` (and to fault tests).
 pub const APPLICATION_NAME: &str = "alert-ingest";
