@@ -58,19 +58,7 @@ async fn postgres_holds_exactly_what_alertmanager_reports() {
     }
 
     // 2. Alertmanager notifies both groups; every alert is stored as firing.
-    let delivered = eventually(DELIVERY_TIMEOUT, || {
-        let pg = &pg;
-        async move {
-            let row = pg.query_one(COUNT_FIRING, &[]).await.unwrap();
-            (row.get::<_, i64>(0), row.get::<_, i64>(1)) == (5, 5)
-        }
-    })
-    .await;
-    assert!(
-        delivered,
-        "5 firing alerts not stored\n{}",
-        diagnose(&pg, &am).await
-    );
+    assert_five_stored_firing(&pg, &am).await;
 
     // 3. Resolve the whole HighLatency group: same labels and startsAt, endsAt now.
     let resolved_at = OffsetDateTime::now_utc();
@@ -142,11 +130,10 @@ async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
     let db = TestDb::create().await;
     let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let service = Service::start(test_config(&db.url_via(proxy.addr))).await;
-    let ready = eventually(Duration::from_secs(10), || async {
-        service.get("/readyz").await.0 == 200
-    })
-    .await;
-    assert!(ready, "the service never became ready");
+    assert!(
+        service.wait_ready(Duration::from_secs(10)).await,
+        "the service never became ready"
+    );
     let am = Alertmanager::start(&format!("{}/webhook", service.base)).await;
     let pg = db.client().await;
 
@@ -155,19 +142,7 @@ async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
     am.post_alerts(&sent.iter().map(|a| a.to_json(None)).collect::<Vec<_>>())
         .await;
     let seen = am.wait_for(&sent).await;
-    let stored = eventually(DELIVERY_TIMEOUT, || {
-        let pg = &pg;
-        async move {
-            let row = pg.query_one(COUNT_FIRING, &[]).await.unwrap();
-            (row.get::<_, i64>(0), row.get::<_, i64>(1)) == (5, 5)
-        }
-    })
-    .await;
-    assert!(
-        stored,
-        "5 firing alerts not stored\n{}",
-        diagnose(&pg, &am).await
-    );
+    assert_five_stored_firing(&pg, &am).await;
 
     // The database goes away. Meanwhile the HighLatency group resolves and a
     // new alert group starts firing.
@@ -190,11 +165,9 @@ async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
         .collect();
     am.post_alerts(&during).await;
     tokio::time::sleep(outage).await;
-    let metrics = service.get("/metrics").await.1;
-    let refused: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("alert_ingest_http_requests_total{code=\"503\"} "))
-        .map_or(0, |v| v.parse().unwrap());
+    let refused = service
+        .metric(r#"alert_ingest_http_requests_total{code="503"}"#)
+        .await;
     assert!(
         refused > 0,
         "Alertmanager was never answered 503 during the outage"
@@ -237,6 +210,21 @@ async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
     );
     drop(am);
     service.shutdown().await;
+}
+
+/// Waits until Alertmanager has delivered the five alerts of
+/// `alerts_to_send`, each stored once as firing.
+async fn assert_five_stored_firing(pg: &Client, am: &Alertmanager) {
+    let delivered = eventually(DELIVERY_TIMEOUT, || async {
+        let row = pg.query_one(COUNT_FIRING, &[]).await.unwrap();
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)) == (5, 5)
+    })
+    .await;
+    assert!(
+        delivered,
+        "5 firing alerts not stored\n{}",
+        diagnose(pg, am).await
+    );
 }
 
 // ---------------------------------------------------------------------------

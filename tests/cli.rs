@@ -93,16 +93,10 @@ async fn serves_until_sigterm_then_exits_zero() {
         http: reqwest::Client::new(),
     };
     let started = Instant::now();
-    let ready = common::eventually(Duration::from_secs(10), || async {
-        client
-            .http
-            .get(format!("{}/readyz", client.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
-    assert!(ready, "ready within 10 s");
+    assert!(
+        client.wait_ready(Duration::from_secs(10)).await,
+        "ready within 10 s"
+    );
     eprintln!("startup to ready: {:?}", started.elapsed());
     let (status, body) = client.post(fixture("firing-two-alerts.json")).await;
     assert_eq!(status, 200, "{body}");
@@ -156,16 +150,15 @@ async fn logs_hold_no_secret_and_escape_what_senders_wrote() {
         .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
-    let http = reqwest::Client::new();
-    let base = format!("http://{addr}");
-    let ready = common::eventually(Duration::from_secs(10), || async {
-        http.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
-    assert!(ready, "ready within 10 s");
+    let (http, base) = (reqwest::Client::new(), format!("http://{addr}"));
+    let client = Client {
+        base: base.clone(),
+        http: http.clone(),
+    };
+    assert!(
+        client.wait_ready(Duration::from_secs(10)).await,
+        "ready within 10 s"
+    );
     let post = |token: &'static str, body: String| {
         http.post(format!("{base}/webhook"))
             .header("content-type", "application/json")

@@ -7,24 +7,21 @@
 
 mod common;
 
-use common::{count, test_config, Client, Service, TestDb};
+use common::{count, test_config, webhook, Service, TestDb};
+
+/// Failed writes counted as lost connections (what the failpoints report).
+const CONNECTION_ERRORS: &str = r#"alert_ingest_db_errors_total{class="connection"}"#;
 use serde_json::json;
 
 fn body(i: usize) -> String {
-    json!({
-        "receiver": "test", "status": "firing", "groupLabels": {}, "commonLabels": {},
-        "commonAnnotations": {}, "externalURL": "http://am:9093", "version": "4",
-        "groupKey": "{}:{}", "truncatedAlerts": 0,
-        "alerts": [{
-            "status": "firing",
-            "labels": {"alertname": "Failpoint", "instance": format!("host-{i}")},
-            "annotations": {"summary": "s"},
-            "startsAt": "2026-11-23T10:00:00Z",
-            "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prom/graph",
-        }],
-    })
-    .to_string()
+    webhook(vec![json!({
+        "status": "firing",
+        "labels": {"alertname": "Failpoint", "instance": format!("host-{i}")},
+        "annotations": {"summary": "s"},
+        "startsAt": "2026-11-23T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prom/graph",
+    })])
 }
 
 /// Rows in (alerts, alert_events, notifications).
@@ -35,29 +32,6 @@ async fn tables(db: &TestDb) -> (i64, i64, i64) {
         count(&pg, "alert_events").await,
         count(&pg, "notifications").await,
     )
-}
-
-/// Sends as Alertmanager does: again after any non-2xx, up to `tries`.
-/// Returns the statuses seen.
-async fn deliver(client: &Client, body: &str, tries: usize) -> Vec<u16> {
-    let mut seen = Vec::new();
-    for _ in 0..tries {
-        let (status, _) = client.post(body.to_owned()).await;
-        seen.push(status);
-        if (200..300).contains(&status) {
-            break;
-        }
-    }
-    seen
-}
-
-/// Failed writes counted as lost connections (what the failpoints report).
-async fn connection_errors(service: &Service) -> u64 {
-    let metrics = service.get("/metrics").await.1;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("alert_ingest_db_errors_total{class=\"connection\"} "))
-        .map_or(0, |v| v.parse().unwrap())
 }
 
 async fn started() -> (fail::FailScenario<'static>, TestDb, Service) {
@@ -73,14 +47,14 @@ async fn commit_with_a_lost_answer_is_written_again_and_stored_once() {
     // The first write commits, then reports a lost connection: the worker
     // cannot know it committed, writes the batch again, and only then answers.
     fail::cfg("store::write::after_commit", "1*return").unwrap();
-    assert_eq!(deliver(&service, &body(1), 1).await, [200]);
+    assert_eq!(service.deliver(&body(1), 1).await, [200]);
     assert_eq!(
         tables(&db).await,
         (1, 1, 1),
         "the second write of the batch must add no alert, event or notification"
     );
     assert_eq!(
-        connection_errors(&service).await,
+        service.metric(CONNECTION_ERRORS).await,
         1,
         "the failpoint fired once"
     );
@@ -97,7 +71,7 @@ async fn failure_before_the_commit_is_never_acknowledged_and_the_retry_stores_it
     assert_eq!(tables(&db).await, (0, 0, 0));
     // The database works again; Alertmanager's retry is stored.
     fail::remove("store::write::before");
-    assert_eq!(deliver(&service, &body(2), 3).await, [200]);
+    assert_eq!(service.deliver(&body(2), 3).await, [200]);
     assert_eq!(tables(&db).await, (1, 1, 1));
     scenario.teardown();
 }
@@ -108,13 +82,13 @@ async fn worker_crash_after_commit_answers_503_and_the_retry_is_deduplicated() {
     // The worker panics between the commit and the answer: the request was
     // stored but is answered 503, so Alertmanager sends it again.
     fail::cfg("store::write::after_commit", "1*panic").unwrap();
-    assert_eq!(deliver(&service, &body(3), 3).await, [503, 200]);
+    assert_eq!(service.deliver(&body(3), 3).await, [503, 200]);
     let (alerts, events, notifications) = tables(&db).await;
     assert_eq!((alerts, events), (1, 1), "the alert is stored once");
     // Two deliveries did arrive, and the notifications table records both.
     assert_eq!(notifications, 2);
     // The worker survived: later requests are still stored.
-    assert_eq!(deliver(&service, &body(4), 1).await, [200]);
+    assert_eq!(service.deliver(&body(4), 1).await, [200]);
     assert_eq!(tables(&db).await.0, 2);
     scenario.teardown();
 }
@@ -131,7 +105,7 @@ async fn intermittent_failures_under_concurrency_lose_and_duplicate_nothing() {
             tokio::spawn(async move {
                 let mut acknowledged = 0;
                 for i in 0..25 {
-                    let seen = deliver(&client, &body(1000 + s * 100 + i), 20).await;
+                    let seen = client.deliver(&body(1000 + s * 100 + i), 20).await;
                     if seen.last() == Some(&200) {
                         acknowledged += 1;
                     }
@@ -148,7 +122,7 @@ async fn intermittent_failures_under_concurrency_lose_and_duplicate_nothing() {
     fail::remove("store::write::after_commit");
     let (alerts, events, _) = tables(&db).await;
     assert!(
-        connection_errors(&service).await >= 10,
+        service.metric(CONNECTION_ERRORS).await >= 10,
         "the failpoints fired"
     );
     assert_eq!(acknowledged, 200, "every alert was acknowledged in the end");

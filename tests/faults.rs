@@ -16,8 +16,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::proxy::FaultProxy;
-use common::{count, eventually, test_config, Client, Service, TestDb};
-use serde_json::{json, Value};
+use common::{
+    admin_url, as_admin_on_own_thread, count, eventually, test_config, webhook, Service, TestDb,
+};
+use serde_json::json;
 use tokio_postgres::NoTls;
 
 /// The request deadline these tests configure (shorter than `test_config`'s,
@@ -31,53 +33,22 @@ const SLACK: Duration = Duration::from_secs(1);
 const OURS: &str = "faults-test";
 const OURS_LIKE: &str = "faults-%";
 
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
-}
-
 /// A webhook carrying one alert whose labels are unique to `(name, i)`.
 fn body(name: &str, i: usize) -> String {
-    json!({
-        "receiver": "test", "status": "firing", "groupLabels": {}, "commonLabels": {},
-        "commonAnnotations": {}, "externalURL": "http://am:9093", "version": "4",
-        "groupKey": "{}:{}", "truncatedAlerts": 0,
-        "alerts": [{
-            "status": "firing",
-            "labels": {"alertname": name, "instance": format!("host-{i}")},
-            "annotations": {"summary": "s"},
-            "startsAt": "2026-11-23T10:00:00Z",
-            "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prom/graph",
-        }],
-    })
-    .to_string()
+    webhook(vec![json!({
+        "status": "firing",
+        "labels": {"alertname": name, "instance": format!("host-{i}")},
+        "annotations": {"summary": "s"},
+        "startsAt": "2026-11-23T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prom/graph",
+    })])
 }
 
 fn config(database_url: &str) -> alert_ingest::config::Config {
     let mut config = test_config(database_url);
     config.server.request_timeout = REQUEST_TIMEOUT;
     config
-}
-
-/// Sends as Alertmanager does: again after any non-2xx (transport errors
-/// included), up to `tries`. Returns the statuses seen.
-async fn deliver(client: &Client, body: &str, tries: usize) -> Vec<u16> {
-    let mut seen = Vec::new();
-    for _ in 0..tries {
-        let (status, _) = client.post(body.to_owned()).await;
-        seen.push(status);
-        if (200..300).contains(&status) {
-            break;
-        }
-    }
-    seen
-}
-
-/// Posts once; the status, the answer and how long it took.
-async fn timed_post(client: &Client, body: String) -> (u16, Value, Duration) {
-    let started = Instant::now();
-    let (status, answer) = client.post(body).await;
-    (status, answer, started.elapsed())
 }
 
 /// `alert_ingest_db_errors_total` by class.
@@ -166,31 +137,11 @@ async fn stored(db: &TestDb) -> ((i64, i64, i64), BTreeSet<String>) {
 
 /// Runs SQL on an admin connection when dropped, test failed or not: undoes
 /// what a test did to the shared server (locks held, database settings).
-/// Its own thread and runtime, since `Drop` may run while a runtime unwinds.
 struct Cleanup(Vec<String>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let statements = std::mem::take(&mut self.0);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
-                else {
-                    return;
-                };
-                tokio::spawn(connection);
-                for sql in statements {
-                    if let Err(e) = client.batch_execute(&sql).await {
-                        eprintln!("cleanup {sql:?}: {e}");
-                    }
-                }
-            });
-        })
-        .join();
+        as_admin_on_own_thread(std::mem::take(&mut self.0));
     }
 }
 
@@ -203,7 +154,7 @@ async fn slow_database_answers_503_within_the_deadline_then_stores_every_retry_o
     let config = config(&db.url);
     let most_backends = (config.workers.count + config.database.pool_size) as i64;
     let service = Service::start(config).await;
-    assert_eq!(deliver(&service, &body("Slow", 0), 1).await, [200]);
+    assert_eq!(service.deliver(&body("Slow", 0), 1).await, [200]);
 
     const LOCKER: &str = "faults-locker"; // one of OURS_LIKE
     let locker = connect_as(&db.url, LOCKER).await;
@@ -232,7 +183,7 @@ async fn slow_database_answers_503_within_the_deadline_then_stores_every_retry_o
                         break;
                     }
                     let n = 1 + s * 100 + i;
-                    let (status, answer, took) = timed_post(&client, body("Slow", n)).await;
+                    let (status, answer, took) = client.timed_post(body("Slow", n)).await;
                     seen.push((n, status, answer, took));
                 }
                 seen
@@ -324,7 +275,7 @@ async fn hung_database_answers_503_within_the_deadline_and_recovers() {
     let config = config(&db.url_via(proxy.addr));
     let statement_timeout = config.database.statement_timeout;
     let service = Service::start(config).await;
-    assert_eq!(deliver(&service, &body("Hung", 0), 1).await, [200]);
+    assert_eq!(service.deliver(&body("Hung", 0), 1).await, [200]);
     assert_eq!(service.get("/readyz").await.0, 200);
 
     proxy.set_blackhole();
@@ -336,7 +287,7 @@ async fn hung_database_answers_503_within_the_deadline_and_recovers() {
             .map(|i| {
                 let client = service.client();
                 let n = wave * 10 + i;
-                tokio::spawn(async move { (n, timed_post(&client, body("Hung", n)).await) })
+                tokio::spawn(async move { (n, client.timed_post(body("Hung", n)).await) })
             })
             .collect();
         for request in requests {
@@ -379,7 +330,7 @@ async fn hung_database_answers_503_within_the_deadline_and_recovers() {
     );
     // Alertmanager's retries of what was refused are stored, once.
     for n in [1, 2, 3, 4, 11, 12, 13, 14] {
-        assert_eq!(deliver(&service, &body("Hung", n), 1).await, [200], "{n}");
+        assert_eq!(service.deliver(&body("Hung", n), 1).await, [200], "{n}");
     }
     let ((alerts, distinct, events), _) = stored(&db).await;
     assert_eq!((alerts, distinct, events), (10, 10, 10));
@@ -394,7 +345,7 @@ async fn readyz_recovers_when_hung_connections_never_come_back() {
     let db = TestDb::create().await;
     let proxy = FaultProxy::start(postgres_addr().await).await;
     let service = Service::start(config(&db.url_via(proxy.addr))).await;
-    assert_eq!(deliver(&service, &body("Stuck", 0), 1).await, [200]);
+    assert_eq!(service.deliver(&body("Stuck", 0), 1).await, [200]);
     assert_eq!(service.get("/readyz").await.0, 200);
 
     proxy.set_blackhole();
@@ -453,7 +404,7 @@ async fn connections_killed_mid_batch_lose_and_duplicate_nothing() {
             tokio::spawn(async move {
                 let (mut acknowledged, mut statuses) = (0, BTreeSet::new());
                 for i in 0..PER_SENDER {
-                    let seen = deliver(&client, &body("Killed", s * 1000 + i), 20).await;
+                    let seen = client.deliver(&body("Killed", s * 1000 + i), 20).await;
                     if seen.last() == Some(&200) {
                         acknowledged += 1;
                     }
@@ -506,7 +457,7 @@ async fn connections_killed_mid_batch_lose_and_duplicate_nothing() {
 async fn read_only_database_answers_503_never_400_and_the_retry_is_stored_once() {
     let db = TestDb::create().await;
     let service = Service::start(config(&db.url)).await;
-    assert_eq!(deliver(&service, &body("ReadOnly", 0), 1).await, [200]);
+    assert_eq!(service.deliver(&body("ReadOnly", 0), 1).await, [200]);
 
     let admin = connect_as(&admin_url(), OURS).await;
     let reset = format!(
@@ -525,7 +476,7 @@ async fn read_only_database_answers_503_never_400_and_the_retry_is_stored_once()
     assert!(terminate_service_backends(&db).await > 0);
 
     for attempt in 0..3 {
-        let (status, answer, took) = timed_post(&service, body("ReadOnly", 1)).await;
+        let (status, answer, took) = service.timed_post(body("ReadOnly", 1)).await;
         assert_eq!(
             (status, answer["error"].as_str()),
             (503, Some("database_unavailable")),
@@ -546,7 +497,7 @@ async fn read_only_database_answers_503_never_400_and_the_retry_is_stored_once()
     admin.batch_execute(&reset).await.unwrap();
     assert!(terminate_service_backends(&db).await > 0);
     assert_eq!(
-        deliver(&service, &body("ReadOnly", 1), 1).await,
+        service.deliver(&body("ReadOnly", 1), 1).await,
         [200],
         "the same alert, resent once the database is writable"
     );

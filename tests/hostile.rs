@@ -6,21 +6,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{count, test_config, Service, TestDb};
+use common::{count, test_config, webhook, Service, TestDb};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn webhook(alerts: Vec<Value>) -> String {
-    json!({
-        "receiver": "test", "status": "firing", "alerts": alerts, "groupLabels": {},
-        "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am:9093",
-        "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0
-    })
-    .to_string()
-}
 
 fn alert(labels: Value, annotations: Value) -> Value {
     json!({
@@ -36,13 +27,6 @@ async fn started() -> (TestDb, Service) {
     (db, service)
 }
 
-/// Posts `body`; the status, the parsed answer, and how long it took.
-async fn timed_post(service: &Service, body: String) -> (u16, Value, Duration) {
-    let started = Instant::now();
-    let (status, answer) = service.post(body).await;
-    (status, answer, started.elapsed())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_bombs_and_label_abuse_get_a_fast_400_naming_the_limit() {
     let (db, service) = started().await;
@@ -56,7 +40,7 @@ async fn json_bombs_and_label_abuse_get_a_fast_400_naming_the_limit() {
         "[".repeat(depth),
         "]".repeat(depth)
     );
-    let (status, answer, took) = timed_post(&service, bomb).await;
+    let (status, answer, took) = service.timed_post(bomb).await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(
         answer["detail"],
@@ -66,7 +50,7 @@ async fn json_bombs_and_label_abuse_get_a_fast_400_naming_the_limit() {
 
     // 100,000 alerts in one body (3.9 MB, under the body limit).
     let alerts = vec![json!({"labels": {}, "startsAt": "2026-11-23T10:00:00Z"}); 100_000];
-    let (status, answer, took) = timed_post(&service, webhook(alerts)).await;
+    let (status, answer, took) = service.timed_post(webhook(alerts)).await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(
         answer["detail"],
@@ -77,8 +61,9 @@ async fn json_bombs_and_label_abuse_get_a_fast_400_naming_the_limit() {
     // 10,000 labels on one alert.
     let labels: serde_json::Map<String, Value> =
         (0..10_000).map(|i| (format!("l{i}"), json!("v"))).collect();
-    let (status, answer, _) =
-        timed_post(&service, webhook(vec![alert(json!(labels), json!({}))])).await;
+    let (status, answer, _) = service
+        .timed_post(webhook(vec![alert(json!(labels), json!({}))]))
+        .await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(
         answer["detail"],
@@ -86,24 +71,23 @@ async fn json_bombs_and_label_abuse_get_a_fast_400_naming_the_limit() {
     );
 
     // A 1 MiB label value, and a 2 KiB label name.
-    let (status, answer, _) = timed_post(
-        &service,
-        webhook(vec![
+    let (status, answer, _) = service
+        .timed_post(webhook(vec![
             ok(0),
             alert(json!({"pod": "x".repeat(1 << 20)}), json!({})),
-        ]),
-    )
-    .await;
+        ]))
+        .await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(
         answer["detail"],
         "alerts[1].labels.pod: 1048576 bytes, more than limits.max_label_value_bytes (16384)"
     );
-    let (status, answer, _) = timed_post(
-        &service,
-        webhook(vec![alert(json!({"n".repeat(2048): "v"}), json!({}))]),
-    )
-    .await;
+    let (status, answer, _) = service
+        .timed_post(webhook(vec![alert(
+            json!({"n".repeat(2048): "v"}),
+            json!({}),
+        )]))
+        .await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(
         answer["detail"],
@@ -295,7 +279,7 @@ async fn idle_and_slow_sockets_are_closed_while_real_traffic_goes_on() {
     let mut took = Vec::new();
     for i in 0..50 {
         let body = webhook(vec![alert(json!({"a": (i + 1).to_string()}), json!({}))]);
-        let (status, _, t) = timed_post(&service, body).await;
+        let (status, _, t) = service.timed_post(body).await;
         assert_eq!(status, 200);
         took.push(t);
         tokio::time::sleep(Duration::from_millis(10)).await;

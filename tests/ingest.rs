@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::proxy::FaultProxy;
-use common::{count, eventually, fixture, fixture_names, test_config, Client, Service, TestDb};
+use common::{
+    count, eventually, fixture, fixture_names, test_config, webhook, Client, Service, TestDb,
+};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -25,15 +27,6 @@ fn micros(t: &str) -> Option<OffsetDateTime> {
     let t = OffsetDateTime::parse(t, &Rfc3339).unwrap();
     let t = t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap();
     (t.year() != 1).then_some(t)
-}
-
-fn webhook(alerts: Vec<Value>) -> String {
-    json!({
-        "receiver": "test", "status": "firing", "alerts": alerts, "groupLabels": {},
-        "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am:9093",
-        "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0
-    })
-    .to_string()
 }
 
 fn alert(name: &str, i: usize, status: &str, ends_at: &str) -> Value {

@@ -235,3 +235,20 @@ fn failpoint(name: &str) -> StoreError {
         message: format!("connection lost (failpoint store::write::{name})"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// load/pgbench measures PostgreSQL's ceiling with a copy of the batch
+    /// statement (pgbench cannot bind our arrays); the upsert and the events
+    /// must stay the very text the workers run, or its figures mean nothing.
+    #[test]
+    fn pgbench_copy_of_the_batch_write_is_current() {
+        let part = |sql: &str| {
+            let from = sql.find("changed AS (").expect("changed CTE");
+            let to = sql.find("), notified AS (").expect("notified CTE");
+            sql[from..to].to_owned()
+        };
+        let copy = include_str!("../../load/pgbench/write-batch.sql");
+        assert_eq!(part(copy), part(super::WRITE_BATCH));
+    }
+}

@@ -6,7 +6,7 @@
 pub mod proxy;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alert_ingest::app::App;
 use alert_ingest::config::Config;
@@ -32,7 +32,7 @@ pub fn fixture_names() -> Vec<String> {
     names
 }
 
-fn admin_url() -> String {
+pub fn admin_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
 }
 
@@ -89,24 +89,37 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside any runtime guarantee: use a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        as_admin_on_own_thread(vec![format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )]);
     }
+}
+
+/// Runs SQL as the admin role on a thread and runtime of its own, for
+/// `Drop` impls (which may run while a runtime unwinds): undoes what a test
+/// did to the shared server whether or not the test passed. Errors are
+/// printed, not raised.
+pub fn as_admin_on_own_thread(statements: Vec<String>) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
+            else {
+                return;
+            };
+            tokio::spawn(connection);
+            for sql in statements {
+                if let Err(e) = client.batch_execute(&sql).await {
+                    eprintln!("cleanup {sql:?}: {e}");
+                }
+            }
+        });
+    })
+    .join();
 }
 
 fn with_dbname(url: &str, name: &str) -> String {
@@ -206,6 +219,46 @@ impl Client {
         )
     }
 
+    /// Polls `/readyz` until it answers 200, for at most `within`.
+    pub async fn wait_ready(&self, within: Duration) -> bool {
+        eventually(within, || async {
+            let ready = self.http.get(format!("{}/readyz", self.base)).send().await;
+            ready.is_ok_and(|r| r.status() == 200)
+        })
+        .await
+    }
+
+    /// Posts once; the status, the answer and how long it took.
+    pub async fn timed_post(&self, body: String) -> (u16, serde_json::Value, Duration) {
+        let started = Instant::now();
+        let (status, answer) = self.post(body).await;
+        (status, answer, started.elapsed())
+    }
+
+    /// Sends as Alertmanager does: again after any non-2xx (transport errors
+    /// included), up to `tries`. Returns the statuses seen.
+    pub async fn deliver(&self, body: &str, tries: usize) -> Vec<u16> {
+        let mut seen = Vec::new();
+        for _ in 0..tries {
+            let (status, _) = self.post(body.to_owned()).await;
+            seen.push(status);
+            if (200..300).contains(&status) {
+                break;
+            }
+        }
+        seen
+    }
+
+    /// The value of one series in `/metrics`, e.g.
+    /// `alert_ingest_db_errors_total{class="connection"}`; 0 when absent.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let metrics = self.get("/metrics").await.1;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0, |v| v.parse().unwrap())
+    }
+
     pub async fn get(&self, path: &str) -> (u16, String) {
         let response = self
             .http
@@ -215,6 +268,16 @@ impl Client {
             .unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
+}
+
+/// A webhook of `alerts`, with every notification field Alertmanager sends.
+pub fn webhook(alerts: Vec<serde_json::Value>) -> String {
+    serde_json::json!({
+        "receiver": "test", "status": "firing", "alerts": alerts, "groupLabels": {},
+        "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am:9093",
+        "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0
+    })
+    .to_string()
 }
 
 /// Counts rows of a table.
