@@ -30,6 +30,9 @@ struct Cli {
 enum Command {
     /// Validate the configuration (and environment overrides) and exit.
     CheckConfig,
+    /// Apply the database schema migrations and exit (for deploy pipelines
+    /// that migrate before a rollout; `serve` also migrates at startup).
+    Migrate,
 }
 
 fn main() -> ExitCode {
@@ -41,20 +44,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::CheckConfig) = cli.command {
-        println!("{}: configuration is valid", cli.config.display());
-        return ExitCode::SUCCESS;
+    match cli.command {
+        Some(Command::CheckConfig) => {
+            println!("{}: configuration is valid", cli.config.display());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Migrate) => {
+            init_logging(&config.log);
+            return migrate(&config);
+        }
+        None => {}
     }
     if let Some(listen) = cli.listen {
         config.server.listen = listen;
     }
     init_logging(&config.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("ingest-io")
-        .build()
-        .expect("building the tokio runtime");
-    match runtime.block_on(serve(config)) {
+    match runtime().block_on(serve(config)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             tracing::error!("shutdown grace period ran out; unfinished requests were answered 503");
@@ -62,6 +67,38 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ingest-io")
+        .build()
+        .expect("building the tokio runtime")
+}
+
+/// `alert-ingest migrate`: exit 0 once the schema is current, 1 if it cannot be.
+fn migrate(config: &Config) -> ExitCode {
+    let applied = runtime().block_on(async {
+        let store = alert_ingest::store::Store::new(&config.database)?;
+        let applied = store.migrate().await;
+        store.close();
+        applied
+    });
+    match applied {
+        Ok(applied) if applied.is_empty() => {
+            println!("database schema is up to date");
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            println!("applied migrations {applied:?}; database schema is up to date");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("alert-ingest: cannot migrate the database schema: {e}");
             ExitCode::FAILURE
         }
     }

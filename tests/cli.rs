@@ -36,7 +36,7 @@ fn config_file(yaml: &str) -> tempfile::NamedTempFile {
 fn help_explains_serve_and_check_config() {
     let (code, out, _) = run(&["--help"]);
     assert_eq!(code, 0);
-    for word in ["check-config", "--config", "--listen"] {
+    for word in ["check-config", "migrate", "--config", "--listen"] {
         assert!(out.contains(word), "--help lacks {word}:\n{out}");
     }
 }
@@ -61,6 +61,38 @@ fn check_config_names_unknown_keys_and_bad_values() {
     let (code, _, err) = run(&["check-config", "--config", "/nonexistent.yaml"]);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent.yaml"), "{err}");
+}
+
+/// `alert-ingest migrate` brings a fresh database to the current schema,
+/// is a no-op the second time, and fails (exit 1, reason on stderr) when
+/// PostgreSQL cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_applies_the_schema_once_then_exits() {
+    let db = TestDb::create().await;
+    let migrate = |url: &str| {
+        let out = Command::new(BIN)
+            .args(["migrate", "--config", REPO_CONFIG])
+            .env("ALERT_INGEST_DATABASE_URL", url)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+        (out.status.code(), text(out.stdout), text(out.stderr))
+    };
+    let (code, out, err) = migrate(&db.url);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("applied migrations [1, 2"), "{out}");
+    let client = db.client().await;
+    assert_eq!(count(&client, "alerts").await, 0, "the tables exist");
+    let versions = count(&client, "schema_migrations").await;
+    let (code, out, err) = migrate(&db.url);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "database schema is up to date");
+    assert_eq!(count(&client, "schema_migrations").await, versions);
+    let unreachable = format!("postgres://root@127.0.0.1:{}/test", free_port());
+    let (code, _, err) = migrate(&unreachable);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot migrate"), "{err}");
 }
 
 fn free_port() -> u16 {
