@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alert_ingest::config::{BatchConfig, Config, DatabaseConfig, LimitsConfig};
+use alert_ingest::history::History;
 use alert_ingest::ingress::{new_pool, Auth, Ingress};
 use alert_ingest::model::Interner;
 use alert_ingest::parse::{parse, Scratch};
@@ -124,6 +125,7 @@ async fn ingress_with_discard() -> Ingress {
     Ingress {
         queue: Arc::new(queue),
         store: Store::new(&config.database).unwrap(),
+        history: History::new(Store::reader(&config.database, &config.history).unwrap()),
         interner,
         metrics,
         auth: Auth::default(),

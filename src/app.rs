@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::history::History;
 use crate::ingress::{self, Auth, Ingress};
 use crate::model::Interner;
 use crate::queue::Queue;
@@ -58,6 +59,7 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let interner = Arc::new(Interner::new(config.interner.capacity));
         let store = Store::new(&config.database)?;
+        let history = History::new(Store::reader(&config.database, &config.history)?);
         let auth = Auth::from_config(&config.auth).map_err(StartError::Auth)?;
         let tls = (config.server.tls.as_ref())
             .map(ingress::tls::acceptor)
@@ -88,6 +90,7 @@ impl App {
         let ingress = Arc::new(Ingress {
             queue: queue.clone(),
             store: store.clone(),
+            history,
             interner,
             metrics,
             auth,

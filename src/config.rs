@@ -28,6 +28,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub interner: InternerConfig,
     pub limits: LimitsConfig,
+    pub history: HistoryConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
 }
 
@@ -265,6 +267,66 @@ impl Default for LimitsConfig {
     }
 }
 
+/// The read-only history API (`/api/v1/...`). It has connections of its
+/// own, so a heavy query waits for one of these, never for a worker's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Connections for history queries; a query that finds them all busy
+    /// waits up to `database.connect_timeout`, then gets 503.
+    pub pool_size: usize,
+    /// Bound on one history query, enforced by the server and the client;
+    /// past it: 503.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            pool_size: 2,
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How long history is kept, and the time partitions of `alert_events` and
+/// `notifications` (see `retention`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Whether this instance runs the retention task (partitions are still
+    /// created ahead at startup either way).
+    pub enabled: bool,
+    /// Days of history kept: older partitions are dropped, and episodes not
+    /// updated for this long are deleted.
+    pub days: u32,
+    /// Width of one partition, in days (1 = daily). Bounds are aligned to
+    /// the Unix epoch, so every instance computes the same ones.
+    pub partition_days: u32,
+    /// Partitions created ahead of today, so that a write never waits for one.
+    pub premake: u32,
+    /// Time between two runs of the retention task.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Episodes deleted per statement: each DELETE is short, holds its row
+    /// locks briefly, and never competes with ingestion for long.
+    pub delete_batch: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            enabled: true,
+            days: 30,
+            partition_days: 1,
+            premake: 7,
+            interval: Duration::from_secs(3600),
+            delete_batch: 5000,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -296,6 +358,9 @@ pub enum LogFormat {
 const MAX_QUEUE_CAPACITY: usize = 1_000_000;
 const MAX_WORKERS: usize = 256;
 const MAX_BATCH_ROWS: usize = 10_000;
+const MAX_PARTITION_DAYS: u32 = 31;
+const MAX_PREMAKE: u32 = 366;
+const MAX_DELETE_BATCH: usize = 1_000_000;
 /// The depth check walks the parsed document without recursion, but serde
 /// recurses into values it skips: past this, a thread stack could overflow.
 const MAX_JSON_DEPTH: usize = 256;
@@ -427,6 +492,35 @@ impl Config {
             (4..=MAX_JSON_DEPTH).contains(&l.max_json_depth),
             "limits.max_json_depth",
             &format!("must be from 4 (a webhook's own depth) to {MAX_JSON_DEPTH}"),
+        );
+        let h = &self.history;
+        check(h.pool_size >= 1, "history.pool_size", "must be at least 1");
+        check(
+            h.statement_timeout.as_millis() >= 1,
+            "history.statement_timeout",
+            "must be at least 1ms",
+        );
+        let r = &self.retention;
+        check(r.days >= 1, "retention.days", "must be at least 1");
+        check(
+            (1..=MAX_PARTITION_DAYS).contains(&r.partition_days),
+            "retention.partition_days",
+            &format!("must be from 1 to {MAX_PARTITION_DAYS}"),
+        );
+        check(
+            r.premake <= MAX_PREMAKE,
+            "retention.premake",
+            &format!("must be at most {MAX_PREMAKE}"),
+        );
+        check(
+            r.interval.as_secs() >= 1,
+            "retention.interval",
+            "must be at least 1s",
+        );
+        check(
+            (1..=MAX_DELETE_BATCH).contains(&r.delete_batch),
+            "retention.delete_batch",
+            &format!("must be from 1 to {MAX_DELETE_BATCH}"),
         );
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),

@@ -13,11 +13,14 @@
 //! - [`store`]: PostgreSQL pool, migrations, the one-statement batch write,
 //!   error classification.
 //!
+//! The read side: [`history`], the `/api/v1/` history API, on its own pool.
+//!
 //! Around them: [`model`] (leaf types), [`config`], [`telemetry`] (metrics),
 //! and [`app`], which wires the stages and orders shutdown.
 
 pub mod app;
 pub mod config;
+pub mod history;
 pub mod ingress;
 pub mod model;
 pub mod parse;

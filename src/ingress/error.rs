@@ -13,6 +13,7 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTIC
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
+use crate::history::HistoryError;
 use crate::parse::ParseError;
 use crate::queue::{Failure, QueueError};
 
@@ -42,6 +43,8 @@ pub enum IngressError {
     CommitTimeout(Duration),
     #[error("not ready: {0}")]
     NotReady(String),
+    #[error(transparent)]
+    History(#[from] HistoryError),
     /// Our bug, not the sender's: a 5xx, so Alertmanager retries.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,6 +67,7 @@ impl IngressError {
             | CommitTimeout(_)
             | NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            History(e) => e.status(),
         }
     }
 
@@ -86,6 +90,7 @@ impl IngressError {
             Store(Failure::Rejected(_)) => "rejected_by_database",
             NotReady(_) => "not_ready",
             Internal(_) => "internal",
+            History(e) => e.kind(),
         }
     }
 
@@ -124,7 +129,12 @@ struct ErrorBody<'a> {
 
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
     let bytes = simd_json::to_vec(body).expect("response bodies always serialize");
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    json_bytes_response(status, Bytes::from(bytes))
+}
+
+/// A response whose body is JSON text already.
+pub fn json_bytes_response(status: StatusCode, json: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(json));
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -9,7 +9,7 @@ pub mod tls;
 
 pub use auth::Auth;
 pub use body::{new_pool, BufferPool};
-pub use error::{json_response, IngressError};
+pub use error::{json_bytes_response, json_response, IngressError};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,6 +33,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{LimitsConfig, ServerConfig};
+use crate::history::{self, History};
 use crate::model::Interner;
 use crate::parse;
 use crate::queue::{Failure, Job, Queue};
@@ -53,6 +54,8 @@ pub type HttpResponse = Response<Full<Bytes>>;
 pub struct Ingress {
     pub queue: Arc<Queue>,
     pub store: Store,
+    /// The read-only history API, on its own pool.
+    pub history: History,
     pub interner: Arc<Interner>,
     pub metrics: Arc<Metrics>,
     pub auth: Auth,
@@ -123,6 +126,10 @@ impl Ingress {
             }
             (&Method::GET, "/readyz") => self.ready().await,
             (&Method::GET, "/metrics") => Ok(self.metrics_text()),
+            (&Method::GET, path) if path.starts_with(history::PREFIX) => self.history(&req).await,
+            (_, path) if path.starts_with(history::PREFIX) => {
+                Err(IngressError::MethodNotAllowed("GET"))
+            }
             (_, "/healthz" | "/readyz" | "/metrics") => Err(IngressError::MethodNotAllowed("GET")),
             _ => Err(IngressError::NotFound),
         }
@@ -193,6 +200,17 @@ impl Ingress {
         .await
         .map_err(|e| IngressError::Internal(format!("parser task failed: {e}")))?
         .map_err(IngressError::from)
+    }
+
+    /// A history API request: the same credentials as a webhook.
+    async fn history<B>(&self, req: &Request<B>) -> Result<HttpResponse, IngressError> {
+        self.auth.check(req.headers())?;
+        let uri = req.uri();
+        let body = self
+            .history
+            .get(uri.path(), uri.query().unwrap_or(""))
+            .await?;
+        Ok(json_bytes_response(StatusCode::OK, body))
     }
 
     async fn ready(&self) -> Result<HttpResponse, IngressError> {

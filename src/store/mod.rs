@@ -11,17 +11,24 @@ pub use rows::{AlertRow, NotificationRow, Rows};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, HistoryConfig};
 
 /// Bound on one run of the migrations, so that a hung server cannot hold the
 /// migration task forever. Generous: an index built over millions of rows
 /// takes minutes, and the service serves (503) meanwhile.
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// How much longer than the server's `statement_timeout` a history query
+/// may take before the client gives up on the server.
+const READER_CLIENT_MARGIN: Duration = Duration::from_secs(1);
+
 /// Identifies our sessions in `pg_stat_activity` (and to fault tests).
 pub const APPLICATION_NAME: &str = "alert-ingest";
+/// The history API's sessions, told apart from ingestion's.
+pub const HISTORY_APPLICATION_NAME: &str = "alert-ingest-history";
 
 /// Writes one batch: upserts the alert episodes, appends an event for each
 /// episode inserted or changed, and records the notifications, in a single
@@ -98,6 +105,7 @@ pub struct Written {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// The client-side bound on one operation (see `bounded`).
     statement_timeout: Duration,
 }
 
@@ -106,27 +114,48 @@ impl Store {
     /// migrations). Connections are made on first use, so this succeeds with
     /// the database down (the service starts and answers 503 meanwhile).
     pub fn new(config: &DatabaseConfig) -> Result<Store, StoreError> {
-        Store::with_pool_size(config, config.pool_size)
+        Store::build(config, config.pool_size, Session::writer(config))
     }
 
     /// A worker's own connection. Its connection task runs on the runtime
     /// that first uses it: the worker's, which alone may use it afterwards.
     pub fn dedicated(config: &DatabaseConfig) -> Result<Store, StoreError> {
-        Store::with_pool_size(config, 1)
+        Store::build(config, 1, Session::writer(config))
     }
 
-    fn with_pool_size(config: &DatabaseConfig, pool_size: usize) -> Result<Store, StoreError> {
+    /// The history API's pool: its own connections (never a worker's), its
+    /// own timeout, read-only sessions, timestamps rendered in UTC.
+    pub fn reader(config: &DatabaseConfig, history: &HistoryConfig) -> Result<Store, StoreError> {
+        let session = Session {
+            application_name: HISTORY_APPLICATION_NAME,
+            statement_timeout: history.statement_timeout,
+            // The server cancels a slow query first and the connection goes
+            // back to the pool; the client's bound is for a hung server only
+            // (it discards the connection, whose session may live on until
+            // the server notices).
+            client_timeout: history.statement_timeout + READER_CLIENT_MARGIN,
+            options: "-c default_transaction_read_only=on -c TimeZone=UTC",
+        };
+        Store::build(config, history.pool_size, session)
+    }
+
+    fn build(
+        config: &DatabaseConfig,
+        pool_size: usize,
+        session: Session,
+    ) -> Result<Store, StoreError> {
         let mut pg: tokio_postgres::Config = config
             .url
             .parse()
             .map_err(|e| StoreError::Config(format!("database.url: {e}")))?;
-        pg.application_name(APPLICATION_NAME)
+        pg.application_name(session.application_name)
             .connect_timeout(config.connect_timeout)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
             .options(format!(
-                "-c statement_timeout={} -c synchronous_commit=on",
-                config.statement_timeout.as_millis()
+                "-c statement_timeout={} {}",
+                session.statement_timeout.as_millis(),
+                session.options
             ));
         let manager = Manager::from_config(
             pg,
@@ -145,7 +174,7 @@ impl Store {
             .map_err(|e| StoreError::Config(e.to_string()))?;
         Ok(Store {
             pool,
-            statement_timeout: config.statement_timeout,
+            statement_timeout: session.client_timeout,
         })
     }
 
@@ -198,6 +227,20 @@ impl Store {
         result
     }
 
+    /// Runs one read query (the history API's), bounded by the pool's timeout.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.connection().await?;
+        let result = self
+            .bounded(async { Ok(client.query(sql, params).await?) })
+            .await;
+        discard_if_timed_out(client, &result);
+        result
+    }
+
     pub fn close(&self) {
         self.pool.close();
     }
@@ -215,6 +258,28 @@ impl Store {
         tokio::time::timeout(self.statement_timeout, op)
             .await
             .unwrap_or(Err(StoreError::Timeout(self.statement_timeout)))
+    }
+}
+
+/// How a pool's sessions are set up.
+struct Session {
+    application_name: &'static str,
+    /// Enforced by the server.
+    statement_timeout: Duration,
+    /// Enforced by the client (`Store::bounded`).
+    client_timeout: Duration,
+    /// More `-c` settings for every session.
+    options: &'static str,
+}
+
+impl Session {
+    fn writer(config: &DatabaseConfig) -> Session {
+        Session {
+            application_name: APPLICATION_NAME,
+            statement_timeout: config.statement_timeout,
+            client_timeout: config.statement_timeout,
+            options: "-c synchronous_commit=on",
+        }
     }
 }
 

@@ -1,0 +1,327 @@
+//! Query strings → typed requests. Every parameter is checked here; a bad
+//! or unknown one is a 400 naming it, before any SQL runs.
+
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use crate::model::{unix_micros, Status};
+
+use super::HistoryError;
+
+/// Items per page when `limit` is not given, and the most one page holds.
+pub const DEFAULT_LIMIT: i64 = 100;
+pub const MAX_LIMIT: i64 = 1000;
+/// Rows in a stats answer when `limit` is not given.
+pub const DEFAULT_STATS_LIMIT: i64 = 10;
+/// The stats window when `since` is not given.
+pub const DEFAULT_STATS_WINDOW: Duration = Duration::hours(24);
+
+/// `GET /api/v1/alerts`.
+#[derive(Debug, Default, PartialEq)]
+pub struct AlertsQuery {
+    pub status: Option<Status>,
+    pub alertname: Option<String>,
+    /// `label=<name>=<value>`, any number: the episode's labels contain them all.
+    pub labels: Vec<(String, String)>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub active_at: Option<OffsetDateTime>,
+    pub page: Page,
+}
+
+/// `GET /api/v1/alerts/{fingerprint}`.
+#[derive(Debug, Default, PartialEq)]
+pub struct EpisodesQuery {
+    pub page: Page,
+}
+
+/// Keyset pagination, newest first.
+#[derive(Debug, PartialEq)]
+pub struct Page {
+    pub limit: i64,
+    /// Where the previous page ended: only older items follow.
+    pub after: Option<Cursor>,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page {
+            limit: DEFAULT_LIMIT,
+            after: None,
+        }
+    }
+}
+
+/// The position of an item in newest-first order: `(starts_at, fingerprint)`.
+/// Opaque to clients (base64url of `<micros>.<fingerprint>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub starts_at: OffsetDateTime,
+    pub fingerprint: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let text = format!("{}.{}", unix_micros(self.starts_at), self.fingerprint);
+        URL_SAFE_NO_PAD.encode(text)
+    }
+
+    fn decode(value: &str) -> Option<Cursor> {
+        let text = String::from_utf8(URL_SAFE_NO_PAD.decode(value).ok()?).ok()?;
+        let (micros, fingerprint) = text.split_once('.')?;
+        let nanos = i128::from(micros.parse::<i64>().ok()?) * 1_000;
+        Some(Cursor {
+            starts_at: OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?,
+            fingerprint: valid_fingerprint(fingerprint)?.to_owned(),
+        })
+    }
+}
+
+/// `GET /api/v1/stats/top` and `/api/v1/stats/flapping`.
+#[derive(Debug, PartialEq)]
+pub struct StatsQuery {
+    pub since: OffsetDateTime,
+    pub until: Option<OffsetDateTime>,
+    pub by: GroupBy,
+    pub limit: i64,
+}
+
+/// What `stats/top` counts episodes by.
+#[derive(Debug, PartialEq)]
+pub enum GroupBy {
+    Alertname,
+    Label(String),
+}
+
+impl GroupBy {
+    pub fn describe(&self) -> String {
+        match self {
+            GroupBy::Alertname => "alertname".into(),
+            GroupBy::Label(name) => format!("label:{name}"),
+        }
+    }
+}
+
+/// A fingerprint as Alertmanager prints it: 16 lowercase hex digits.
+pub fn valid_fingerprint(s: &str) -> Option<&str> {
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    (s.len() == 16 && s.bytes().all(hex)).then_some(s)
+}
+
+impl AlertsQuery {
+    pub fn parse(query: &str) -> Result<AlertsQuery, HistoryError> {
+        let mut q = AlertsQuery::default();
+        let mut page = PageParams::default();
+        for (name, value) in pairs(query) {
+            match &*name {
+                "status" => set(&mut q.status, &name, parse_status(&value)?)?,
+                "alertname" => set(&mut q.alertname, &name, value.into_owned())?,
+                "label" => q.labels.push(parse_label(&value)?),
+                "since" => set(&mut q.since, &name, parse_time(&name, &value)?)?,
+                "until" => set(&mut q.until, &name, parse_time(&name, &value)?)?,
+                "active_at" => set(&mut q.active_at, &name, parse_time(&name, &value)?)?,
+                _ => page.take(&name, &value)?,
+            }
+        }
+        q.page = page.into_page();
+        Ok(q)
+    }
+}
+
+impl EpisodesQuery {
+    pub fn parse(query: &str) -> Result<EpisodesQuery, HistoryError> {
+        let mut page = PageParams::default();
+        for (name, value) in pairs(query) {
+            page.take(&name, &value)?;
+        }
+        Ok(EpisodesQuery {
+            page: page.into_page(),
+        })
+    }
+}
+
+/// `limit` and `cursor` as given, before defaults.
+#[derive(Default)]
+struct PageParams {
+    limit: Option<i64>,
+    after: Option<Cursor>,
+}
+
+impl PageParams {
+    /// Any name but `limit` and `cursor` is unknown here.
+    fn take(&mut self, name: &str, value: &str) -> Result<(), HistoryError> {
+        match name {
+            "limit" => set(&mut self.limit, name, parse_limit(value)?),
+            "cursor" => {
+                let cursor = Cursor::decode(value)
+                    .ok_or_else(|| bad("cursor", "is not a cursor this API returned"))?;
+                set(&mut self.after, name, cursor)
+            }
+            _ => Err(bad(name, "unknown parameter")),
+        }
+    }
+
+    fn into_page(self) -> Page {
+        Page {
+            limit: self.limit.unwrap_or(DEFAULT_LIMIT),
+            after: self.after,
+        }
+    }
+}
+
+impl StatsQuery {
+    /// `top` accepts `by`; `flapping` does not.
+    pub fn parse(query: &str, accepts_by: bool) -> Result<StatsQuery, HistoryError> {
+        let (mut since, mut until, mut by, mut limit) = (None, None, None, None);
+        for (name, value) in pairs(query) {
+            match &*name {
+                "since" => set(&mut since, &name, parse_time(&name, &value)?)?,
+                "until" => set(&mut until, &name, parse_time(&name, &value)?)?,
+                "by" if accepts_by => set(&mut by, &name, parse_group_by(&value)?)?,
+                "limit" => set(&mut limit, &name, parse_limit(&value)?)?,
+                _ => return Err(bad(&name, "unknown parameter")),
+            }
+        }
+        Ok(StatsQuery {
+            since: since.unwrap_or_else(|| OffsetDateTime::now_utc() - DEFAULT_STATS_WINDOW),
+            until,
+            by: by.unwrap_or(GroupBy::Alertname),
+            limit: limit.unwrap_or(DEFAULT_STATS_LIMIT),
+        })
+    }
+}
+
+fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    form_urlencoded::parse(query.as_bytes())
+}
+
+fn bad(name: &str, detail: &str) -> HistoryError {
+    HistoryError::BadParameter {
+        name: name.escape_debug().to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// A parameter given twice is an error, not "the last one wins": the caller
+/// meant something we would silently ignore.
+fn set<T>(slot: &mut Option<T>, name: &str, value: T) -> Result<(), HistoryError> {
+    if slot.replace(value).is_some() {
+        return Err(bad(name, "given more than once"));
+    }
+    Ok(())
+}
+
+fn parse_status(value: &str) -> Result<Status, HistoryError> {
+    Status::parse(value).ok_or_else(|| bad("status", "must be firing or resolved"))
+}
+
+fn parse_label(value: &str) -> Result<(String, String), HistoryError> {
+    match value.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.into(), value.into())),
+        _ => Err(bad("label", "must be <name>=<value>")),
+    }
+}
+
+fn parse_time(name: &str, value: &str) -> Result<OffsetDateTime, HistoryError> {
+    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
+        bad(
+            name,
+            "must be an RFC 3339 timestamp, e.g. 2026-11-24T03:12:00Z",
+        )
+    })
+}
+
+fn parse_limit(value: &str) -> Result<i64, HistoryError> {
+    match value.parse::<i64>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(bad(
+            "limit",
+            &format!("must be an integer from 1 to {MAX_LIMIT}"),
+        )),
+    }
+}
+
+fn parse_group_by(value: &str) -> Result<GroupBy, HistoryError> {
+    match value.strip_prefix("label:") {
+        Some(name) if !name.is_empty() => Ok(GroupBy::Label(name.into())),
+        None if value == "alertname" => Ok(GroupBy::Alertname),
+        _ => Err(bad("by", "must be alertname or label:<name>")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn rejected(result: Result<impl std::fmt::Debug, HistoryError>) -> String {
+        match result {
+            Err(HistoryError::BadParameter { name, .. }) => name,
+            other => panic!("expected a bad parameter, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn alerts_query_reads_every_filter() {
+        let q = AlertsQuery::parse(
+            "status=firing&alertname=Disk%20Full&label=job=node&label=env=a%3Db\
+             &since=2026-11-01T00:00:00Z&until=2026-11-02T00:00:00%2B01:00\
+             &active_at=2026-11-01T12:00:00Z&limit=5",
+        )
+        .unwrap();
+        assert_eq!(q.status, Some(Status::Firing));
+        assert_eq!(q.alertname.as_deref(), Some("Disk Full"));
+        assert_eq!(
+            q.labels,
+            vec![("job".into(), "node".into()), ("env".into(), "a=b".into())]
+        );
+        assert_eq!(q.since, Some(datetime!(2026-11-01 00:00 UTC)));
+        assert_eq!(q.until, Some(datetime!(2026-11-01 23:00 UTC)));
+        assert_eq!(q.page.limit, 5);
+        assert_eq!(AlertsQuery::parse("").unwrap(), AlertsQuery::default());
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        assert_eq!(rejected(AlertsQuery::parse("status=open")), "status");
+        assert_eq!(rejected(AlertsQuery::parse("limit=0")), "limit");
+        assert_eq!(rejected(AlertsQuery::parse("limit=1001")), "limit");
+        assert_eq!(rejected(AlertsQuery::parse("limit=ten")), "limit");
+        assert_eq!(rejected(AlertsQuery::parse("since=yesterday")), "since");
+        assert_eq!(rejected(AlertsQuery::parse("label=novalue")), "label");
+        assert_eq!(rejected(AlertsQuery::parse("label==x")), "label");
+        assert_eq!(rejected(AlertsQuery::parse("cursor=xyz")), "cursor");
+        assert_eq!(rejected(AlertsQuery::parse("limit=1&limit=2")), "limit");
+        assert_eq!(rejected(AlertsQuery::parse("offset=100")), "offset");
+        assert_eq!(rejected(StatsQuery::parse("by=job", true)), "by");
+        assert_eq!(rejected(StatsQuery::parse("by=alertname", false)), "by");
+        assert_eq!(rejected(EpisodesQuery::parse("status=firing")), "status");
+    }
+
+    #[test]
+    fn cursor_round_trips_and_rejects_forgeries() {
+        let cursor = Cursor {
+            starts_at: datetime!(2026-11-24 03:12:00.123456 UTC),
+            fingerprint: "0223b772b51c29e1".into(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        let forged = URL_SAFE_NO_PAD.encode("1.'; DROP TABLE alerts;--");
+        assert_eq!(Cursor::decode(&forged), None);
+    }
+
+    #[test]
+    fn stats_default_to_the_last_day_by_alertname() {
+        let q = StatsQuery::parse("", true).unwrap();
+        assert_eq!(q.by, GroupBy::Alertname);
+        assert_eq!(q.limit, DEFAULT_STATS_LIMIT);
+        let age = OffsetDateTime::now_utc() - q.since;
+        assert!((age - DEFAULT_STATS_WINDOW).abs() < Duration::seconds(5));
+        let q = StatsQuery::parse("by=label:namespace&limit=3", true).unwrap();
+        assert_eq!(q.by, GroupBy::Label("namespace".into()));
+        assert_eq!(q.limit, 3);
+    }
+}

@@ -1,0 +1,183 @@
+//! The history queries. PostgreSQL builds each item's JSON itself
+//! (`jsonb_build_object`), so an answer is rows of text joined, never
+//! decoded and re-encoded here. SQL is assembled only from the fixed
+//! fragments below; every value from the request is a bound parameter.
+
+use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
+
+use crate::model::json_object;
+
+use super::params::{AlertsQuery, GroupBy, Page, StatsQuery};
+
+/// One episode as the API shows it (`a` is the `alerts` row).
+const EPISODE_JSON: &str = "jsonb_build_object(
+    'fingerprint', a.fingerprint, 'alertname', a.alertname, 'status', a.status,
+    'labels', a.labels, 'annotations', a.annotations, 'starts_at', a.starts_at,
+    'ends_at', a.ends_at, 'generator_url', a.generator_url, 'receiver', a.receiver,
+    'first_seen_at', a.first_seen_at, 'updated_at', a.updated_at)";
+
+/// The episode's timeline: its `alert_events`, oldest first.
+const EVENTS_JSON: &str = "jsonb_build_object('events', COALESCE((
+    SELECT jsonb_agg(jsonb_build_object('status', e.status, 'ends_at', e.ends_at,
+                                        'received_at', e.received_at)
+                     ORDER BY e.received_at)
+    FROM alert_events e
+    WHERE e.fingerprint = a.fingerprint AND e.starts_at = a.starts_at), '[]'::jsonb))";
+
+/// A statement and its parameters. Pages select `starts_at, fingerprint,
+/// json`; stats select `json` alone.
+pub struct Sql {
+    pub text: String,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Sql {
+    fn new(text: String) -> Sql {
+        Sql {
+            text,
+            params: Vec::new(),
+        }
+    }
+
+    /// Binds a value; returns its placeholder (`$n`).
+    fn bind(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
+        self.params.push(Box::new(value));
+        format!("${}", self.params.len())
+    }
+
+    fn and(&mut self, condition: &str) {
+        self.text.push_str(" AND ");
+        self.text.push_str(condition);
+    }
+
+    pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| &**p as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+/// `GET /api/v1/alerts`: newest episodes first, filtered.
+pub fn alerts(q: &AlertsQuery) -> Sql {
+    let mut sql = Sql::new(format!(
+        "SELECT a.starts_at, a.fingerprint, {EPISODE_JSON}::text FROM alerts a WHERE true"
+    ));
+    if let Some(status) = q.status {
+        let status = sql.bind(status.as_str());
+        sql.and(&format!("a.status = {status}"));
+    }
+    if let Some(alertname) = &q.alertname {
+        let alertname = sql.bind(alertname.clone());
+        sql.and(&format!("a.alertname = {alertname}"));
+    }
+    if !q.labels.is_empty() {
+        // jsonb containment, answered by the GIN index on labels.
+        let wanted = json_object(|| q.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let wanted = sql.bind(wanted);
+        sql.and(&format!("a.labels @> {wanted}::text::jsonb"));
+    }
+    if let Some(since) = q.since {
+        let since = sql.bind(since);
+        sql.and(&format!("a.starts_at >= {since}"));
+    }
+    if let Some(until) = q.until {
+        let until = sql.bind(until);
+        sql.and(&format!("a.starts_at < {until}"));
+    }
+    if let Some(at) = q.active_at {
+        let at = sql.bind(at);
+        sql.and(&format!(
+            "a.starts_at <= {at} AND (a.ends_at IS NULL OR a.ends_at > {at})"
+        ));
+    }
+    page(sql, &q.page)
+}
+
+/// `GET /api/v1/alerts/{fingerprint}`: that label set's episodes, newest
+/// first, each with its timeline.
+pub fn episodes(fingerprint: &str, q: &Page) -> Sql {
+    let mut sql = Sql::new(format!(
+        "SELECT a.starts_at, a.fingerprint, ({EPISODE_JSON} || {EVENTS_JSON})::text
+         FROM alerts a WHERE true"
+    ));
+    let fingerprint = sql.bind(fingerprint.to_owned());
+    sql.and(&format!("a.fingerprint = {fingerprint}"));
+    page(sql, q)
+}
+
+/// Keyset pagination: after the cursor, newest first, one row more than the
+/// page so that the caller knows whether another page follows.
+fn page(mut sql: Sql, page: &Page) -> Sql {
+    if let Some(after) = &page.after {
+        let starts_at = sql.bind(after.starts_at);
+        let fingerprint = sql.bind(after.fingerprint.clone());
+        // The first term lets the starts_at index bound the scan.
+        sql.and(&format!(
+            "a.starts_at <= {starts_at} \
+             AND (a.starts_at < {starts_at} OR a.fingerprint < {fingerprint})"
+        ));
+    }
+    let limit = sql.bind(page.limit + 1);
+    sql.text.push_str(&format!(
+        " ORDER BY a.starts_at DESC, a.fingerprint DESC LIMIT {limit}"
+    ));
+    sql
+}
+
+/// `GET /api/v1/stats/top`: episode counts by alertname or by a label's value.
+pub fn top(q: &StatsQuery) -> Sql {
+    let mut sql = Sql::new(String::new());
+    let value = match &q.by {
+        GroupBy::Alertname => "alertname".to_owned(),
+        GroupBy::Label(name) => format!("labels ->> {}", sql.bind(name.clone())),
+    };
+    sql.text = format!(
+        "SELECT jsonb_build_object('value', value, 'episodes', episodes)::text FROM (
+         SELECT {value} AS value, count(*) AS episodes FROM alerts WHERE true"
+    );
+    if let GroupBy::Label(_) = q.by {
+        // Episodes without the label are not counted under a null value.
+        sql.and(&format!("{value} IS NOT NULL"));
+    }
+    window(&mut sql, q.since, q.until);
+    let limit = sql.bind(q.limit);
+    sql.text.push_str(&format!(
+        " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}) t ORDER BY episodes DESC, value"
+    ));
+    sql
+}
+
+/// `GET /api/v1/stats/flapping`: the label sets with the most episodes
+/// (two or more) in the window, with the latest episode's name and labels.
+pub fn flapping(q: &StatsQuery) -> Sql {
+    let mut sql = Sql::new(
+        "WITH top AS (
+             SELECT fingerprint, count(*) AS episodes, max(starts_at) AS last_starts_at
+             FROM alerts WHERE true"
+            .into(),
+    );
+    window(&mut sql, q.since, q.until);
+    let limit = sql.bind(q.limit);
+    sql.text.push_str(&format!(
+        " GROUP BY fingerprint HAVING count(*) > 1
+          ORDER BY episodes DESC, fingerprint LIMIT {limit})
+         SELECT jsonb_build_object('fingerprint', t.fingerprint, 'episodes', t.episodes,
+                                   'alertname', a.alertname, 'labels', a.labels,
+                                   'last_starts_at', t.last_starts_at)::text
+         FROM top t JOIN alerts a
+           ON a.fingerprint = t.fingerprint AND a.starts_at = t.last_starts_at
+         ORDER BY t.episodes DESC, t.fingerprint"
+    ));
+    sql
+}
+
+fn window(sql: &mut Sql, since: OffsetDateTime, until: Option<OffsetDateTime>) {
+    let since = sql.bind(since);
+    sql.and(&format!("starts_at >= {since}"));
+    if let Some(until) = until {
+        let until = sql.bind(until);
+        sql.and(&format!("starts_at < {until}"));
+    }
+}
