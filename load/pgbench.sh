@@ -5,8 +5,8 @@
 #
 #   load/pgbench.sh [--rows 25] [--clients "1 2 4"] [--duration 15]
 #
-# Fresh database ai_pgbench, the service's own migrations
-# (src/store/migrations), load/pgbench/write-batch.sql: each transaction
+# Fresh database ai_pgbench, migrated and partitioned by the service itself
+# (`alert-ingest migrate`, as a deployment does), load/pgbench/write-batch.sql: each transaction
 # stores ROWS new one-alert requests (alert + event + notification rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,13 +21,13 @@ while [ $# -gt 0 ]; do
     shift 2
 done
 ensure_postgres >&2
+cargo build --release --quiet --bin alert-ingest
 DB=ai_pgbench
 printf '%7s %5s %9s %11s %10s\n' clients rows tps 'alerts/s' 'latency ms'
 for c in $clients; do
     psql -h 127.0.0.1 -U root -d postgres -qXc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null 2>&1
-    for m in src/store/migrations/*.sql; do
-        psql -h 127.0.0.1 -U root -d "$DB" -qX -v ON_ERROR_STOP=1 -f "$m" >/dev/null
-    done
+    ALERT_INGEST_DATABASE_URL="postgres://root@127.0.0.1:5432/$DB" \
+        target/release/alert-ingest migrate --config config.yaml >/dev/null
     out=$(pgbench -h 127.0.0.1 -U root -n -M prepared -c "$c" -j "$c" -T "$duration" \
         -D rows="$rows" -f load/pgbench/write-batch.sql "$DB" 2>&1)
     tps=$(awk '/^tps/ {print $3}' <<<"$out")

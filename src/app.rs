@@ -17,6 +17,7 @@ use crate::history::History;
 use crate::ingress::{self, Auth, Ingress};
 use crate::model::Interner;
 use crate::queue::Queue;
+use crate::retention::Retention;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::workers::{EpisodeCache, Settings, Shared, Workers};
@@ -65,7 +66,8 @@ impl App {
             .map(ingress::tls::acceptor)
             .transpose()
             .map_err(StartError::Tls)?;
-        let schema_ready = migrate_in_background(store.clone()).await;
+        let retention = Retention::new(store.clone(), config.retention.clone(), metrics.clone());
+        let (schema_ready, maintenance) = maintain_in_background(store.clone(), retention).await;
         let (queue, rx) = Queue::bounded(config.queue.capacity);
         let queue = Arc::new(queue);
         let shared = Arc::new(Shared {
@@ -110,6 +112,8 @@ impl App {
             let joined = tokio::task::spawn_blocking(move || workers.join(deadline))
                 .await
                 .unwrap_or(false);
+            // A retention run in progress rolls back; the next one redoes it.
+            maintenance.abort();
             store.close();
             drained.complete && joined
         });
@@ -128,16 +132,20 @@ impl App {
     }
 }
 
-/// Migrates in a task of its own, retrying until it succeeds; startup waits
-/// for the first attempt, but at most `MIGRATE_STARTUP_WAIT`: a migration
-/// that takes longer (an index built over a big table) goes on while the
-/// listener serves `/healthz`, with `/readyz` and webhooks at 503 until it
-/// is done.
-async fn migrate_in_background(store: Store) -> Arc<AtomicBool> {
+/// The schema's upkeep, in a task of its own: migrates, retrying until it
+/// succeeds, then runs retention (partitions ahead, old history out) every
+/// `retention.interval`. Startup waits for the first migration attempt,
+/// but at most `MIGRATE_STARTUP_WAIT`: a migration that takes longer (an
+/// index built over a big table) goes on while the listener serves
+/// `/healthz`, with `/readyz` and webhooks at 503 until it is done.
+async fn maintain_in_background(
+    store: Store,
+    retention: Retention,
+) -> (Arc<AtomicBool>, JoinHandle<()>) {
     let ready = Arc::new(AtomicBool::new(false));
     let (first_done, first) = oneshot::channel::<()>();
     let flag = ready.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut first_done = Some(first_done);
         loop {
             let migrated = migrate_once(&store).await;
@@ -148,13 +156,14 @@ async fn migrate_in_background(store: Store) -> Arc<AtomicBool> {
                 let _ = done.send(());
             }
             if migrated {
-                return;
+                break;
             }
             tokio::time::sleep(MIGRATE_RETRY).await;
         }
+        retention.run_forever().await;
     });
     let _ = tokio::time::timeout(MIGRATE_STARTUP_WAIT, first).await;
-    ready
+    (ready, task)
 }
 
 async fn migrate_once(store: &Store) -> bool {

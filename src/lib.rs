@@ -13,7 +13,8 @@
 //! - [`store`]: PostgreSQL pool, migrations, the one-statement batch write,
 //!   error classification.
 //!
-//! The read side: [`history`], the `/api/v1/` history API, on its own pool.
+//! The read side: [`history`], the `/api/v1/` history API, on its own pool;
+//! and beside the pipeline, [`retention`]: time partitions and old history.
 //!
 //! Around them: [`model`] (leaf types), [`config`], [`telemetry`] (metrics),
 //! and [`app`], which wires the stages and orders shutdown.
@@ -25,6 +26,7 @@ pub mod ingress;
 pub mod model;
 pub mod parse;
 pub mod queue;
+pub mod retention;
 pub mod store;
 pub mod telemetry;
 pub mod workers;

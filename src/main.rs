@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use alert_ingest::app::{self, App};
 use alert_ingest::config::{Config, LogConfig, LogFormat};
+use alert_ingest::retention::Retention;
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
@@ -84,9 +85,14 @@ fn runtime() -> tokio::runtime::Runtime {
 fn migrate(config: &Config) -> ExitCode {
     let applied = runtime().block_on(async {
         let store = alert_ingest::store::Store::new(&config.database)?;
-        let applied = store.migrate().await;
+        let applied = store.migrate().await?;
+        // Partitions for today and `retention.premake` days ahead, so that
+        // the first writes after a rollout land in them.
+        let metrics = std::sync::Arc::new(alert_ingest::telemetry::Metrics::new());
+        let retention = Retention::new(store.clone(), config.retention.clone(), metrics);
+        retention.prepare(time::OffsetDateTime::now_utc()).await?;
         store.close();
-        applied
+        Ok::<_, alert_ingest::store::StoreError>(applied)
     });
     match applied {
         Ok(applied) if applied.is_empty() => {

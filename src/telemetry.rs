@@ -22,6 +22,16 @@ pub struct ClassLabel {
     pub class: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabel {
+    pub table: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<CodeLabel, Counter>,
@@ -36,6 +46,12 @@ pub struct Metrics {
     pub commit_duration: Histogram,
     pub db_errors: Family<ClassLabel, Counter>,
     pub interned_strings: Gauge,
+    pub retention_runs: Family<OutcomeLabel, Counter>,
+    pub retention_partitions_created: Counter,
+    pub retention_partitions_dropped: Counter,
+    pub retention_rows_deleted: Family<TableLabel, Counter>,
+    pub retention_last_completed: Gauge,
+    pub partition_horizon: Gauge,
 }
 
 impl Default for Metrics {
@@ -63,6 +79,12 @@ impl Metrics {
             commit_duration: latency(),
             db_errors: Family::default(),
             interned_strings: Gauge::default(),
+            retention_runs: Family::default(),
+            retention_partitions_created: Counter::default(),
+            retention_partitions_dropped: Counter::default(),
+            retention_rows_deleted: Family::default(),
+            retention_last_completed: Gauge::default(),
+            partition_horizon: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -125,6 +147,36 @@ impl Metrics {
             "interned_strings",
             "Label strings held by the interner",
             m.interned_strings.clone(),
+        );
+        r.register(
+            "retention_runs",
+            "Retention runs, by outcome (completed, failed, skipped: another instance held the lock)",
+            m.retention_runs.clone(),
+        );
+        r.register(
+            "retention_partitions_created",
+            "Time partitions created",
+            m.retention_partitions_created.clone(),
+        );
+        r.register(
+            "retention_partitions_dropped",
+            "Time partitions dropped past retention",
+            m.retention_partitions_dropped.clone(),
+        );
+        r.register(
+            "retention_rows_deleted",
+            "Rows deleted past retention, by table (alerts: resolved episodes)",
+            m.retention_rows_deleted.clone(),
+        );
+        r.register(
+            "retention_last_completed_timestamp_seconds",
+            "Unix time of the last retention run that completed every step",
+            m.retention_last_completed.clone(),
+        );
+        r.register(
+            "partition_horizon_seconds",
+            "How far ahead of now every partitioned table has partitions",
+            m.partition_horizon.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -27,6 +27,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "notification request id",
         sql: include_str!("migrations/0002_notification_request_id.sql"),
     },
+    Migration {
+        version: 3,
+        name: "partition history by time",
+        sql: include_str!("migrations/0003_partition_history.sql"),
+    },
 ];
 
 /// Applies the missing migrations; returns the versions it applied.
@@ -36,8 +41,11 @@ pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error>
     // index over a big table. But never wait long for a lock another session
     // holds (a table lock blocks every batch write queued behind it): fail,
     // and the migration task tries again.
-    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = '10s'")
-        .await?;
+    tx.batch_execute(
+        "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = '10s';
+         SET LOCAL client_min_messages = warning",
+    )
+    .await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
     tx.batch_execute(

@@ -3,6 +3,7 @@
 
 mod error;
 mod migrate;
+pub mod partitions;
 mod rows;
 
 pub use error::StoreError;
