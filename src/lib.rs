@@ -18,6 +18,10 @@
 //!
 //! Around them: [`model`] (leaf types), [`config`], [`telemetry`] (metrics),
 //! and [`app`], which wires the stages and orders shutdown.
+//!
+//! Beside them: [`replay`], the `replay` command: captured webhook bodies
+//! read and parsed in parallel (rayon), then written in time order through
+//! the same [`parse`] and [`store`] batch write.
 
 pub mod app;
 pub mod config;
@@ -26,6 +30,7 @@ pub mod ingress;
 pub mod model;
 pub mod parse;
 pub mod queue;
+pub mod replay;
 pub mod retention;
 pub mod store;
 pub mod telemetry;

@@ -34,6 +34,15 @@ enum Command {
     /// Apply the database schema migrations and exit (for deploy pipelines
     /// that migrate before a rollout; `serve` also migrates at startup).
     Migrate,
+    /// Import captured webhook bodies through the same parse and store path,
+    /// in time order; safe to run again. Exit 0 when everything was stored or
+    /// skipped as a repeat, 1 when some input was rejected or a write failed.
+    Replay {
+        /// Files (one JSON body each, or JSON lines: *.jsonl, *.ndjson), or
+        /// directories, walked for *.json, *.jsonl and *.ndjson.
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +62,10 @@ fn main() -> ExitCode {
         Some(Command::Migrate) => {
             init_logging(&config.log);
             return migrate(&config);
+        }
+        Some(Command::Replay { paths }) => {
+            init_logging(&config.log);
+            return replay(&config, &paths);
         }
         None => {}
     }
@@ -106,6 +119,25 @@ fn migrate(config: &Config) -> ExitCode {
         Err(e) => {
             eprintln!("alert-ingest: cannot migrate the database schema: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `alert-ingest replay`: the summary on stdout; exit 0 when everything was
+/// stored or skipped, 1 when something was not, 2 for a path that cannot be read.
+fn replay(config: &Config, paths: &[PathBuf]) -> ExitCode {
+    match alert_ingest::replay::run(config, paths) {
+        Ok(summary) => {
+            print!("{summary}");
+            if summary.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("alert-ingest replay: {e}");
+            ExitCode::from(if e.is_usage() { 2 } else { 1 })
         }
     }
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use common::proxy::FaultProxy;
 use common::{
-    count, eventually, fixture, fixture_names, test_config, webhook, Client, Service, TestDb,
+    count, eventually, fixture, fixture_names, incompressible, micros, test_config, webhook,
+    Client, Service, TestDb,
 };
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -21,12 +21,6 @@ async fn started() -> (TestDb, Service) {
     let db = TestDb::create().await;
     let service = Service::start(test_config(&db.url)).await;
     (db, service)
-}
-
-fn micros(t: &str) -> Option<OffsetDateTime> {
-    let t = OffsetDateTime::parse(t, &Rfc3339).unwrap();
-    let t = t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap();
-    (t.year() != 1).then_some(t)
 }
 
 fn alert(name: &str, i: usize, status: &str, ends_at: &str) -> Value {
@@ -340,20 +334,6 @@ async fn database_unreachable_answers_503_never_200_and_recovers() {
         "{metrics}"
     );
     service.shutdown().await;
-}
-
-/// Letters from xorshift64, so PostgreSQL cannot compress them below the
-/// btree row limit as it would a repeated character.
-fn incompressible(len: usize) -> String {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b'a' + (x % 26) as u8)
-        })
-        .collect()
 }
 
 /// Sends raw bytes and returns the status code and body of the answer.

@@ -9,13 +9,16 @@ mod rows;
 pub use error::StoreError;
 pub use rows::{AlertRow, NotificationRow, Rows};
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::config::{DatabaseConfig, HistoryConfig};
+use crate::model::{unix_micros, Episode, Fingerprint};
 
 /// Bound on one run of the migrations, so that a hung server cannot hold the
 /// migration task forever. Generous: an index built over millions of rows
@@ -76,6 +79,14 @@ WITH input AS (
     ON CONFLICT (received_at, request_id) DO NOTHING
 )
 SELECT count(*) FROM changed";
+
+/// When each of a set of episodes last changed (`updated_at`, the receipt
+/// time of the delivery that changed it); episodes not stored are absent.
+/// The primary key answers it, one index probe per episode.
+const LAST_CHANGES: &str = "
+SELECT a.fingerprint, a.starts_at, a.updated_at
+FROM unnest($1::text[], $2::timestamptz[]) AS k(fingerprint, starts_at)
+JOIN alerts AS a USING (fingerprint, starts_at)";
 
 /// Where workers write batches: [`Store`] (PostgreSQL) in the service; a
 /// no-op in benchmarks that measure everything but the database.
@@ -242,6 +253,32 @@ impl Store {
         result
     }
 
+    /// When each stored one of `episodes` last changed, in microseconds since
+    /// the Unix epoch (see `LAST_CHANGES`).
+    pub async fn last_changes(
+        &self,
+        episodes: &[Episode],
+    ) -> Result<HashMap<Episode, i64>, StoreError> {
+        let fingerprints: Vec<String> =
+            episodes.iter().map(|e| e.fingerprint.to_string()).collect();
+        let starts_at: Vec<OffsetDateTime> = episodes
+            .iter()
+            .map(|e| from_unix_micros(e.starts_at_us))
+            .collect();
+        let client = self.connection().await?;
+        let result = self
+            .bounded(async {
+                let statement = client.prepare_cached(LAST_CHANGES).await?;
+                let rows = client
+                    .query(&statement, &[&fingerprints, &starts_at])
+                    .await?;
+                Ok(rows.iter().filter_map(last_change).collect())
+            })
+            .await;
+        discard_if_timed_out(client, &result);
+        result
+    }
+
     pub fn close(&self) {
         self.pool.close();
     }
@@ -291,6 +328,22 @@ fn discard_if_timed_out<T>(client: Object, result: &Result<T, StoreError>) {
     if matches!(result, Err(StoreError::Timeout(_))) {
         drop(Object::take(client));
     }
+}
+
+/// The inverse of `unix_micros`, for an episode's `startsAt`.
+fn from_unix_micros(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .expect("an episode's startsAt was parsed within the years 1 to 9999")
+}
+
+/// A row of `LAST_CHANGES` as `(episode, updated_at in µs)`; every stored
+/// fingerprint is valid hex (the table's CHECK).
+fn last_change(row: &tokio_postgres::Row) -> Option<(Episode, i64)> {
+    let episode = Episode {
+        fingerprint: Fingerprint::parse_hex(row.get(0))?,
+        starts_at_us: unix_micros(row.get(1)),
+    };
+    Some((episode, unix_micros(row.get(2))))
 }
 
 /// What a failpoint in the write path reports: a broken connection.

@@ -5,6 +5,8 @@
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 
+use crate::model::{json_object, Alert, Interner, Notification, Pair};
+
 /// One `alerts` row (and, if it changes the episode, one `alert_events` row).
 pub struct AlertRow<'a> {
     pub fingerprint: String,
@@ -17,6 +19,29 @@ pub struct AlertRow<'a> {
     pub generator_url: &'a str,
     pub receiver: &'a str,
     pub received_at: OffsetDateTime,
+}
+
+impl<'a> AlertRow<'a> {
+    /// The row of `alert`, delivered to `receiver` at `received_at`.
+    pub fn new(
+        alert: &'a Alert,
+        receiver: &'a str,
+        received_at: OffsetDateTime,
+        interner: &'a Interner,
+    ) -> AlertRow<'a> {
+        AlertRow {
+            fingerprint: alert.fingerprint.to_string(),
+            starts_at: alert.starts_at,
+            alertname: alert.alertname(interner),
+            status: alert.status.as_str(),
+            labels: pairs_json(&alert.labels, interner),
+            annotations: pairs_json(&alert.annotations, interner),
+            ends_at: alert.ends_at,
+            generator_url: &alert.generator_url,
+            receiver,
+            received_at,
+        }
+    }
 }
 
 /// One `notifications` row.
@@ -33,6 +58,41 @@ pub struct NotificationRow<'a> {
     pub alert_count: i32,
     pub received_at: OffsetDateTime,
     pub request_id: i64,
+}
+
+impl<'a> NotificationRow<'a> {
+    /// The row of a notification of `alert_count` alerts, keyed by
+    /// `(received_at, request_id)`.
+    pub fn new(
+        n: &'a Notification,
+        alert_count: usize,
+        received_at: OffsetDateTime,
+        request_id: i64,
+    ) -> NotificationRow<'a> {
+        NotificationRow {
+            receiver: &n.receiver,
+            status: n.status.as_str(),
+            group_key: &n.group_key,
+            group_labels: &n.group_labels,
+            common_labels: &n.common_labels,
+            common_annotations: &n.common_annotations,
+            external_url: &n.external_url,
+            truncated_alerts: n.truncated_alerts,
+            notification_reason: n.notification_reason.as_deref(),
+            alert_count: i32::try_from(alert_count).unwrap_or(i32::MAX),
+            received_at,
+            request_id,
+        }
+    }
+}
+
+/// Labels or annotations as the text of a `jsonb` object.
+fn pairs_json(pairs: &[Pair], interner: &Interner) -> String {
+    json_object(|| {
+        pairs
+            .iter()
+            .map(|p| (interner.resolve(&p.name), interner.resolve(&p.value)))
+    })
 }
 
 #[derive(Default)]

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::{json_object, Alert, Episode, Interner, Pair};
+use crate::model::{Alert, Episode, Interner};
 use crate::queue::Job;
 use crate::store::{AlertRow, NotificationRow, Rows};
 
@@ -149,45 +149,13 @@ impl Batch {
 }
 
 fn alert_row<'a>(entry: &'a Entry, job: &'a Job, interner: &'a Interner) -> AlertRow<'a> {
-    let alert = &entry.alert;
-    AlertRow {
-        fingerprint: alert.fingerprint.to_string(),
-        starts_at: alert.starts_at,
-        alertname: alert.alertname(interner),
-        status: alert.status.as_str(),
-        labels: pairs_json(&alert.labels, interner),
-        annotations: pairs_json(&alert.annotations, interner),
-        ends_at: alert.ends_at,
-        generator_url: &alert.generator_url,
-        receiver: &job.webhook.notification.receiver,
-        received_at: job.received_at,
-    }
+    let receiver = &job.webhook.notification.receiver;
+    AlertRow::new(&entry.alert, receiver, job.received_at, interner)
 }
 
 fn notification_row(job: &Job) -> NotificationRow<'_> {
     let n = &job.webhook.notification;
-    NotificationRow {
-        receiver: &n.receiver,
-        status: n.status.as_str(),
-        group_key: &n.group_key,
-        group_labels: &n.group_labels,
-        common_labels: &n.common_labels,
-        common_annotations: &n.common_annotations,
-        external_url: &n.external_url,
-        truncated_alerts: n.truncated_alerts,
-        notification_reason: n.notification_reason.as_deref(),
-        alert_count: i32::try_from(job.alert_count).unwrap_or(i32::MAX),
-        received_at: job.received_at,
-        request_id: job.request_id,
-    }
-}
-
-fn pairs_json(pairs: &[Pair], interner: &Interner) -> String {
-    json_object(|| {
-        pairs
-            .iter()
-            .map(|p| (interner.resolve(&p.name), interner.resolve(&p.value)))
-    })
+    NotificationRow::new(n, job.alert_count, job.received_at, job.request_id)
 }
 
 #[cfg(test)]

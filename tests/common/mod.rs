@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use alert_ingest::app::App;
 use alert_ingest::config::Config;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 
 pub const FIXTURES: &str = concat!(
@@ -278,6 +280,28 @@ pub fn webhook(alerts: Vec<serde_json::Value>) -> String {
         "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0
     })
     .to_string()
+}
+
+/// A timestamp as PostgreSQL stores it: UTC, microseconds; `None` for Go's
+/// zero time (Alertmanager's "not set").
+pub fn micros(t: &str) -> Option<OffsetDateTime> {
+    let t = OffsetDateTime::parse(t, &Rfc3339).unwrap();
+    let t = t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap();
+    (t.year() != 1).then_some(t)
+}
+
+/// Letters from xorshift64, so PostgreSQL cannot compress them below the
+/// btree row limit as it would a repeated character.
+pub fn incompressible(len: usize) -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
 }
 
 /// Counts rows of a table.
