@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use alert_ingest::config::Config;
-use common::{fixture, test_config, webhook, Service, TestDb};
+use common::{eventually, fixture, incompressible, test_config, webhook, Service, TestDb};
 use serde::Deserialize;
 use serde_json::json;
 use serde_yaml_ng::Value as Yaml;
@@ -227,23 +227,17 @@ async fn scrape_exercised_service() -> String {
         "startsAt": "2026-11-23T10:00:00Z",
     })]);
     assert_eq!(service.post(refused).await.0, 400);
+    // The retention families appear once the first run is recorded.
+    let retention_ran = eventually(Duration::from_secs(10), || async {
+        let series = "alert_ingest_retention_runs_total{outcome=\"completed\"}";
+        service.metric(series).await >= 1
+    })
+    .await;
+    assert!(retention_ran, "the first retention run completed");
     let (status, metrics) = service.get("/metrics").await;
     assert_eq!(status, 200);
     service.shutdown().await;
     metrics
-}
-
-/// Text that no compression or index-key truncation makes short.
-fn incompressible(len: usize) -> String {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b'a' + (x % 26) as u8)
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------
