@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 
 use alert_ingest::config::{BatchConfig, Config, DatabaseConfig, LimitsConfig};
 use alert_ingest::history::History;
-use alert_ingest::ingress::{new_pool, Auth, Ingress};
+use alert_ingest::ingress::{new_pool, Auth, Ingress, Reloadable};
 use alert_ingest::model::Interner;
 use alert_ingest::parse::{parse, Scratch};
 use alert_ingest::queue::{Job, Queue};
 use alert_ingest::store::{BatchSink, Rows, Store, StoreError, Written};
 use alert_ingest::telemetry::Metrics;
 use alert_ingest::workers::{Batch, EpisodeCache, Settings, Shared, Workers};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use http_body_util::Full;
@@ -128,10 +129,12 @@ async fn ingress_with_discard() -> Ingress {
         history: History::new(Store::reader(&config.database, &config.history).unwrap()),
         interner,
         metrics,
-        auth: Auth::default(),
+        reloadable: ArcSwap::from_pointee(Reloadable {
+            auth: Auth::default(),
+            limits: config.limits,
+        }),
         buffers: new_pool(),
         config: config.server,
-        limits: config.limits,
         schema_ready: Arc::new(AtomicBool::new(true)),
     }
 }

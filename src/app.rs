@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, RetentionConfig};
 use crate::history::History;
-use crate::ingress::{self, Auth, Ingress};
+use crate::ingress::{self, Auth, Ingress, Reloadable};
 use crate::model::Interner;
 use crate::queue::Queue;
 use crate::retention::Retention;
@@ -50,6 +52,19 @@ pub struct App {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     done: JoinHandle<bool>,
+    ingress: Arc<Ingress>,
+    retention: watch::Sender<RetentionConfig>,
+    /// The configuration in force, as a reload compares against it.
+    current: Mutex<Config>,
+}
+
+/// What a reload did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Sections now in force.
+    pub applied: Vec<&'static str>,
+    /// Sections that changed in the file but apply only after a restart.
+    pub needs_restart: Vec<&'static str>,
 }
 
 impl App {
@@ -67,7 +82,9 @@ impl App {
             .transpose()
             .map_err(StartError::Tls)?;
         let retention = Retention::new(store.clone(), config.retention.clone(), metrics.clone());
-        let (schema_ready, maintenance) = maintain_in_background(store.clone(), retention).await;
+        let (retention_reloads, reloads) = watch::channel(config.retention.clone());
+        let (schema_ready, maintenance) =
+            maintain_in_background(store.clone(), retention, reloads).await;
         let (queue, rx) = Queue::bounded(config.queue.capacity);
         let queue = Arc::new(queue);
         let shared = Arc::new(Shared {
@@ -89,24 +106,28 @@ impl App {
             .local_addr()
             .map_err(|source| StartError::Listen { addr, source })?;
         let grace = config.server.shutdown_grace;
+        let current = Mutex::new(config.clone());
         let ingress = Arc::new(Ingress {
             queue: queue.clone(),
             store: store.clone(),
             history,
             interner,
             metrics,
-            auth,
+            reloadable: ArcSwap::from_pointee(Reloadable {
+                auth,
+                limits: config.limits,
+            }),
             buffers: ingress::new_pool(),
             config: config.server,
-            limits: config.limits,
             schema_ready,
         });
+        let serving = ingress.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            let drained = ingress::serve(listener, ingress, tls, shutdown, grace).await;
+            let drained = ingress::serve(listener, serving, tls, shutdown, grace).await;
             queue.close();
             let deadline = drained.signalled_at + grace;
             let joined = tokio::task::spawn_blocking(move || workers.join(deadline))
@@ -117,7 +138,74 @@ impl App {
             store.close();
             drained.complete && joined
         });
-        Ok(App { addr, stop, done })
+        Ok(App {
+            addr,
+            stop,
+            done,
+            ingress,
+            retention: retention_reloads,
+            current,
+        })
+    }
+
+    /// Applies what can change while serving (auth secrets, limits,
+    /// retention) from `new`, a validated configuration, and names the
+    /// sections that changed but need a restart. `log` is the caller's
+    /// (it owns the subscriber); it is compared here only to be reported.
+    /// Nothing is applied when the new auth cannot be loaded.
+    pub fn reload(&self, new: Config) -> Result<Reloaded, StartError> {
+        let mut current = self.current.lock();
+        let mut reloaded = Reloaded::default();
+        if new.auth != current.auth || new.limits != current.limits {
+            let auth = Auth::from_config(&new.auth).map_err(StartError::Auth)?;
+            self.ingress.reloadable.store(Arc::new(Reloadable {
+                auth,
+                limits: new.limits,
+            }));
+            if new.auth != current.auth {
+                reloaded.applied.push("auth");
+            }
+            if new.limits != current.limits {
+                reloaded.applied.push("limits");
+            }
+        }
+        if new.retention != current.retention {
+            let _ = self.retention.send(new.retention.clone());
+            reloaded.applied.push("retention");
+        }
+        if new.log.level != current.log.level {
+            reloaded.applied.push("log.level");
+        }
+        let (c, n) = (&*current, &new);
+        for (changed, section) in [
+            (n.server != c.server, "server"),
+            (n.database != c.database, "database"),
+            (n.queue != c.queue, "queue"),
+            (n.workers != c.workers, "workers"),
+            (n.batch != c.batch, "batch"),
+            (n.cache != c.cache, "cache"),
+            (n.interner != c.interner, "interner"),
+            (n.history != c.history, "history"),
+            (n.log.format != c.log.format, "log.format"),
+        ] {
+            if changed {
+                reloaded.needs_restart.push(section);
+            }
+        }
+        // What needs a restart stays as it is in force, so that the next
+        // reload reports it again rather than forgetting it.
+        let mut in_force = new;
+        in_force.server = c.server.clone();
+        in_force.database = c.database.clone();
+        in_force.queue = c.queue.clone();
+        in_force.workers = c.workers.clone();
+        in_force.batch = c.batch.clone();
+        in_force.cache = c.cache.clone();
+        in_force.interner = c.interner.clone();
+        in_force.history = c.history.clone();
+        in_force.log.format = c.log.format;
+        *current = in_force;
+        Ok(reloaded)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -141,6 +229,7 @@ impl App {
 async fn maintain_in_background(
     store: Store,
     retention: Retention,
+    reloads: watch::Receiver<RetentionConfig>,
 ) -> (Arc<AtomicBool>, JoinHandle<()>) {
     let ready = Arc::new(AtomicBool::new(false));
     let (first_done, first) = oneshot::channel::<()>();
@@ -150,6 +239,10 @@ async fn maintain_in_background(
         loop {
             let migrated = migrate_once(&store).await;
             if migrated {
+                // Partitions for today before the first write: rows routed
+                // to the default partition while one for their day is being
+                // attached would fail (retryably) and then have to be moved.
+                retention.prepare_and_report().await;
                 flag.store(true, Ordering::Release);
             }
             if let Some(done) = first_done.take() {
@@ -160,7 +253,7 @@ async fn maintain_in_background(
             }
             tokio::time::sleep(MIGRATE_RETRY).await;
         }
-        retention.run_forever().await;
+        retention.run_forever(reloads).await;
     });
     let _ = tokio::time::timeout(MIGRATE_STARTUP_WAIT, first).await;
     (ready, task)
@@ -180,12 +273,44 @@ async fn migrate_once(store: &Store) -> bool {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+/// What the process was asked to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM or SIGINT.
+    Shutdown,
+    /// SIGHUP: read the configuration again.
+    Reload,
+}
+
+/// The signals the service acts on, installed once at startup (before it
+/// is ready, so that an early SIGHUP reloads rather than kills).
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    pub async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                Signal::Shutdown
+            }
+            _ = self.int.recv() => {
+                tracing::info!("SIGINT: shutting down");
+                Signal::Shutdown
+            }
+            _ = self.hup.recv() => Signal::Reload,
+        }
     }
 }

@@ -16,7 +16,7 @@ pub const ENV_BEARER_TOKEN: &str = "ALERT_INGEST_AUTH_BEARER_TOKEN";
 pub const ENV_BASIC_USERNAME: &str = "ALERT_INGEST_AUTH_BASIC_USERNAME";
 pub const ENV_BASIC_PASSWORD: &str = "ALERT_INGEST_AUTH_BASIC_PASSWORD";
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -33,7 +33,7 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address the HTTP listener binds.
@@ -62,7 +62,7 @@ pub struct ServerConfig {
 }
 
 /// TLS for the listener (rustls). PEM files, read at startup.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The server's certificate chain, leaf first.
@@ -93,7 +93,7 @@ impl Default for ServerConfig {
 
 /// Optional authentication of webhook requests. Each secret may be given
 /// inline, by file (`*_file`, trailing newline ignored) or by environment.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// `Authorization: Bearer <token>` (Alertmanager `http_config.authorization`).
@@ -120,7 +120,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BasicAuthConfig {
     pub username: String,
@@ -128,7 +128,7 @@ pub struct BasicAuthConfig {
     pub password_file: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// libpq-style URL; overridden by $ALERT_INGEST_DATABASE_URL, else $DATABASE_URL.
@@ -160,7 +160,7 @@ impl Default for DatabaseConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// Webhook requests waiting for a worker; when full, new requests get 503.
@@ -173,7 +173,7 @@ impl Default for QueueConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersConfig {
     /// Worker threads; each writes one batch at a time on its own connection.
@@ -186,7 +186,7 @@ impl Default for WorkersConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Most alerts (and most requests) written in one round trip.
@@ -205,7 +205,7 @@ impl Default for BatchConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Alert episodes whose last committed state is remembered, so that an
@@ -219,7 +219,7 @@ impl Default for CacheConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InternerConfig {
     /// Distinct label/annotation strings interned for the life of the process;
@@ -236,7 +236,7 @@ impl Default for InternerConfig {
 /// What one webhook request may hold. Each limit, when passed, is a 400
 /// naming the field and the limit (`parse` enforces them). The defaults are
 /// far above what Alertmanager sends and far below what hurts.
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Alerts in one request.
@@ -269,7 +269,7 @@ impl Default for LimitsConfig {
 
 /// The read-only history API (`/api/v1/...`). It has connections of its
 /// own, so a heavy query waits for one of these, never for a worker's.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistoryConfig {
     /// Connections for history queries; a query that finds them all busy
@@ -292,7 +292,7 @@ impl Default for HistoryConfig {
 
 /// How long history is kept, and the time partitions of `alert_events` and
 /// `notifications` (see `retention`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Whether this instance runs the retention task (partitions are still
@@ -327,7 +327,7 @@ impl Default for RetentionConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter: `info`, `debug`, `alert_ingest=debug,warn`…

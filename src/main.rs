@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use alert_ingest::app::{self, App};
+use alert_ingest::app::{App, Signal, Signals};
 use alert_ingest::config::{Config, LogConfig, LogFormat};
 use alert_ingest::retention::Retention;
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -72,8 +75,12 @@ fn main() -> ExitCode {
     if let Some(listen) = cli.listen {
         config.server.listen = listen;
     }
-    init_logging(&config.log);
-    match runtime().block_on(serve(config)) {
+    let source = Source {
+        log: init_logging(&config.log),
+        path: cli.config,
+        listen: cli.listen,
+    };
+    match runtime().block_on(serve(config, source)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             tracing::error!("shutdown grace period ran out; unfinished requests were answered 503");
@@ -142,13 +149,33 @@ fn replay(config: &Config, paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<bool> {
+/// Where the configuration came from, to read it again on SIGHUP.
+struct Source {
+    path: PathBuf,
+    listen: Option<std::net::SocketAddr>,
+    log: LogLevel,
+}
+
+impl Source {
+    fn load(&self) -> Result<Config, alert_ingest::config::ConfigError> {
+        let mut config = Config::load(&self.path)?;
+        if let Some(listen) = self.listen {
+            config.server.listen = listen;
+        }
+        Ok(config)
+    }
+}
+
+async fn serve(config: Config, source: Source) -> anyhow::Result<bool> {
     let started = std::time::Instant::now();
     #[cfg(feature = "profiling")]
     let profiler = profiling::start()?;
+    let mut signals = Signals::install()?;
     let app = App::start(config).await?;
     tracing::info!(addr = %app.local_addr(), elapsed = ?started.elapsed(), "listening");
-    app::shutdown_signal().await;
+    while signals.next().await == Signal::Reload {
+        reload(&app, &source);
+    }
     let clean = app.shutdown().await;
     #[cfg(feature = "profiling")]
     profiling::write(profiler)?;
@@ -156,19 +183,71 @@ async fn serve(config: Config) -> anyhow::Result<bool> {
     Ok(clean)
 }
 
-fn init_logging(log: &LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+/// SIGHUP: reads the configuration again and applies what may change while
+/// serving; a configuration that does not validate changes nothing.
+fn reload(app: &App, source: &Source) {
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: configuration not reloaded; the one in force stays");
+            return;
+        }
+    };
+    let level = config.log.level.clone();
+    match app.reload(config) {
+        Ok(reloaded) => {
+            if reloaded.applied.contains(&"log.level") {
+                source.log.set(&level);
+            }
+            tracing::info!(applied = ?reloaded.applied, "SIGHUP: configuration reloaded");
+            if !reloaded.needs_restart.is_empty() {
+                tracing::warn!(
+                    sections = ?reloaded.needs_restart,
+                    "SIGHUP: these sections changed but apply only after a restart"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: configuration not reloaded; the one in force stays")
+        }
+    }
+}
+
+/// The log filter, replaceable while running.
+struct LogLevel(reload::Handle<EnvFilter, Registry>);
+
+impl LogLevel {
+    fn set(&self, level: &str) {
+        if std::env::var_os("RUST_LOG").is_some() {
+            tracing::warn!("log.level changed, but $RUST_LOG is set and overrides it");
+            return;
+        }
+        // Validated with the rest of the configuration.
+        if let Ok(filter) = EnvFilter::try_new(level) {
+            let _ = self.0.reload(filter);
+        }
+    }
+}
+
+fn init_logging(log: &LogConfig) -> LogLevel {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let (filter, handle) = reload::Layer::new(filter);
     // Colours only for a person at a terminal: a log file or journald gets
     // plain text, never escape sequences.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (text, json) = match log.format {
+        LogFormat::Text => (
+            Some(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)),
+            None,
+        ),
+        LogFormat::Json => (None, Some(fmt::layer().json().with_writer(std::io::stderr))),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .init();
+    LogLevel(handle)
 }
 
 /// Whole-process CPU profile, written as a flamegraph on shutdown.

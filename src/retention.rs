@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::{OffsetDateTime, Time};
+use tokio::sync::watch;
 
 use crate::config::RetentionConfig;
 use crate::store::partitions::{partition_name, Maintenance, Partition, Range, PARTITIONED};
@@ -58,9 +59,30 @@ impl Retention {
 
     /// Runs now, then every `retention.interval`, for ever (the caller
     /// aborts the task on shutdown; an aborted run's transaction rolls back).
-    pub async fn run_forever(self) {
-        let mut every = tokio::time::interval(self.config.interval);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// A new configuration from `reloads` applies at once, with a run.
+    pub async fn run_forever(mut self, mut reloads: watch::Receiver<RetentionConfig>) {
+        loop {
+            let mut every = tokio::time::interval(self.config.interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        self.run_and_report(OffsetDateTime::now_utc()).await;
+                    }
+                    changed = reloads.changed() => match changed {
+                        Ok(()) => {
+                            self.config = reloads.borrow_and_update().clone();
+                            break;
+                        }
+                        // The sender is gone: no more reloads.
+                        Err(_) => return self.run_without_reloads(every).await,
+                    },
+                }
+            }
+        }
+    }
+
+    async fn run_without_reloads(self, mut every: tokio::time::Interval) {
         loop {
             every.tick().await;
             self.run_and_report(OffsetDateTime::now_utc()).await;
@@ -97,6 +119,16 @@ impl Retention {
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
         None
+    }
+
+    /// `prepare` now, logged; for startup, where a failure only means the
+    /// default partition catches rows until the next run.
+    pub async fn prepare_and_report(&self) {
+        match self.prepare(OffsetDateTime::now_utc()).await {
+            Ok(Some(report)) => self.record(&report),
+            Ok(None) => tracing::debug!("partitions: another instance is making them"),
+            Err(e) => tracing::warn!(error = %e, "cannot create partitions yet"),
+        }
     }
 
     /// One run at `now`; `None` when another instance is running one.

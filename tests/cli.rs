@@ -95,6 +95,147 @@ async fn migrate_applies_the_schema_once_then_exits() {
     assert!(err.contains("cannot migrate"), "{err}");
 }
 
+/// SIGHUP reloads what can change while serving (auth secrets, limits,
+/// log level, retention), names what needs a restart, and keeps the
+/// configuration in force when the new file does not validate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_secrets_limits_log_level_and_retention() {
+    let db = TestDb::create().await;
+    let config = tempfile::NamedTempFile::new().unwrap();
+    let write = |yaml: &str| std::fs::write(config.path(), yaml).unwrap();
+    write("log:\n  level: warn\nauth:\n  bearer_token: old-token\n");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "--config",
+            config.path().to_str().unwrap(),
+            "--listen",
+            &addr,
+        ])
+        .env("ALERT_INGEST_DATABASE_URL", &db.url)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let client = Client {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+    };
+    assert!(client.wait_ready(Duration::from_secs(10)).await);
+    let alerts = |n: usize| {
+        let alerts = (0..n)
+            .map(|i| {
+                serde_json::json!({"labels": {"alertname": format!("Reload{i}")},
+                                        "startsAt": "2026-11-24T00:00:00Z"})
+            })
+            .collect();
+        common::webhook(alerts)
+    };
+    let post = |token: &'static str, body: String| {
+        let request = client
+            .http
+            .post(format!("{}/webhook", client.base))
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    assert_eq!(post("old-token", alerts(3)).await.0, 200);
+    assert_eq!(post("new-token", alerts(1)).await.0, 401);
+    let horizon = |client: &Client| {
+        let client = client.clone();
+        async move {
+            client
+                .metric("alert_ingest_partition_horizon_seconds")
+                .await
+        }
+    };
+    assert!(horizon(&client).await < 9 * 86_400, "premake 7");
+    let hangup = || {
+        let sent = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+
+    write(
+        "log:\n  level: debug\nauth:\n  bearer_token: new-token\nlimits:\n  max_alerts: 2\n\
+         retention:\n  premake: 9\nqueue:\n  capacity: 10\n",
+    );
+    hangup();
+    let reloaded = common::eventually(Duration::from_secs(10), || async {
+        post("new-token", alerts(1)).await.0 == 200
+    })
+    .await;
+    assert!(reloaded, "the new token is accepted after SIGHUP");
+    assert_eq!(
+        post("old-token", alerts(1)).await.0,
+        401,
+        "the old one is not"
+    );
+    let (status, body) = post("new-token", alerts(3)).await;
+    assert_eq!(status, 400, "the new limit applies: {body}");
+    assert!(body.contains("max_alerts"), "{body}");
+    let premade = common::eventually(Duration::from_secs(10), || async {
+        horizon(&client).await >= 9 * 86_400
+    })
+    .await;
+    assert!(premade, "retention ran again with premake 9");
+
+    // A file that does not validate changes nothing.
+    write("auth:\n  bearer_token: third-token\nworkers:\n  count: 0\n");
+    hangup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(post("new-token", alerts(1)).await.0, 200);
+    assert_eq!(post("third-token", alerts(1)).await.0, 401);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "SIGHUP never stopped it");
+    let output = std::fs::read_to_string(log.path()).unwrap();
+    let after_reload = output
+        .split_once("configuration reloaded")
+        .map(|(_, after)| after)
+        .unwrap_or_else(|| panic!("no reload logged:\n{output}"));
+    assert!(
+        output.contains("apply only after a restart") && output.contains("queue"),
+        "queue.capacity needs a restart:\n{output}"
+    );
+    assert!(
+        after_reload.contains("path=\"/webhook\"") || after_reload.contains("path=/webhook"),
+        "debug request lines after the reload:\n{output}"
+    );
+    assert!(
+        !output
+            .split_once("configuration reloaded")
+            .unwrap()
+            .0
+            .contains(" DEBUG "),
+        "no debug lines before it:\n{output}"
+    );
+    assert!(
+        output.contains("configuration not reloaded") && output.contains("workers.count"),
+        "the invalid file is reported:\n{output}"
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

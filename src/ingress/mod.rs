@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::{Buf, Bytes};
 use http_body_util::Full;
 use hyper::body::Body;
@@ -58,12 +59,19 @@ pub struct Ingress {
     pub history: History,
     pub interner: Arc<Interner>,
     pub metrics: Arc<Metrics>,
-    pub auth: Auth,
+    /// What SIGHUP may change while requests are served: each request
+    /// reads one snapshot (a lock-free load), so it sees old or new, whole.
+    pub reloadable: ArcSwap<Reloadable>,
     pub buffers: BufferPool,
     pub config: ServerConfig,
-    pub limits: LimitsConfig,
     /// Set once the schema is known to be current; `/readyz` waits for it.
     pub schema_ready: Arc<AtomicBool>,
+}
+
+/// The request settings a reload replaces.
+pub struct Reloadable {
+    pub auth: Auth,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Serialize)]
@@ -85,6 +93,13 @@ impl Ingress {
         B::Error: std::fmt::Display,
     {
         let started = Instant::now();
+        // One line per request at DEBUG; what it names is copied only then.
+        let line = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            (
+                req.method().clone(),
+                req.uri().path().escape_debug().to_string(),
+            )
+        });
         let response = match self.route(req).await {
             Ok(response) => response,
             Err(e) => {
@@ -93,22 +108,28 @@ impl Ingress {
                 // forge a log line or repaint an operator's terminal.
                 let error = e.to_string();
                 let error = error.escape_debug();
+                let kind = e.kind();
                 if e.status().is_server_error() {
-                    tracing::warn!(%error, "request not served");
+                    tracing::warn!(kind, %error, "request not served");
                 } else {
-                    tracing::debug!(%error, "request refused");
+                    tracing::debug!(kind, %error, "request refused");
                 }
                 e.into_response(self.config.retry_after)
             }
         };
         let code = response.status().as_u16();
+        let elapsed = started.elapsed();
         self.metrics
             .http_requests
             .get_or_create(&CodeLabel { code })
             .inc();
         self.metrics
             .http_request_duration
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        if let Some((method, path)) = line {
+            let micros = elapsed.as_micros() as u64;
+            tracing::debug!(%method, path, status = code, micros, "request");
+        }
         response
     }
 
@@ -144,7 +165,8 @@ impl Ingress {
     {
         let deadline = Instant::now() + self.config.request_timeout;
         let received_at = OffsetDateTime::now_utc();
-        self.auth.check(req.headers())?;
+        let settings = self.reloadable.load_full();
+        settings.auth.check(req.headers())?;
         check_content_type(req.headers())?;
         let (parts, body) = req.into_parts();
         let read = body::read(
@@ -156,7 +178,7 @@ impl Ingress {
         let buffer = tokio::time::timeout_at(deadline.into(), read)
             .await
             .map_err(|_| IngressError::BodyTimeout(self.config.request_timeout))??;
-        let webhook = self.parse(buffer).await?;
+        let webhook = self.parse(buffer, settings.limits).await?;
         self.metrics
             .alerts_received
             .inc_by(webhook.alerts.len() as u64);
@@ -182,6 +204,7 @@ impl Ingress {
     async fn parse(
         &self,
         mut buffer: body::PooledBuffer,
+        limits: LimitsConfig,
     ) -> Result<crate::model::Webhook, IngressError> {
         if buffer.body.len() <= PARSE_INLINE_MAX_BYTES {
             let pad = &mut *buffer;
@@ -189,10 +212,10 @@ impl Ingress {
                 &mut pad.body,
                 &mut pad.scratch,
                 &self.interner,
-                &self.limits,
+                &limits,
             )?);
         }
-        let (interner, limits) = (self.interner.clone(), self.limits);
+        let interner = self.interner.clone();
         tokio::task::spawn_blocking(move || {
             let pad = &mut *buffer;
             parse::parse(&mut pad.body, &mut pad.scratch, &interner, &limits)
@@ -204,7 +227,7 @@ impl Ingress {
 
     /// A history API request: the same credentials as a webhook.
     async fn history<B>(&self, req: &Request<B>) -> Result<HttpResponse, IngressError> {
-        self.auth.check(req.headers())?;
+        self.reloadable.load().auth.check(req.headers())?;
         let uri = req.uri();
         let body = self
             .history

@@ -58,6 +58,16 @@ impl From<tokio_postgres::Error> for StoreError {
                 message,
             };
         };
+        // A row routed to a default partition just as a partition for its
+        // range was attached (retention) fails the default's constraint;
+        // routed again it finds the new partition. Our own CHECK constraints
+        // name themselves; the partition constraint has no name.
+        if code.code() == "23514" && e.as_db_error().is_some_and(|db| db.constraint().is_none()) {
+            return StoreError::Database {
+                class: "conflict",
+                message,
+            };
+        }
         let class = match &code.code()[..2] {
             // 22 data exception, 23 integrity, 54 program limit (e.g. an
             // index row over the btree maximum): these rows can never be stored.
