@@ -236,6 +236,69 @@ async fn sighup_reloads_secrets_limits_log_level_and_retention() {
     );
 }
 
+/// `log.format: json`: every line is one JSON object, and at debug each
+/// request has its line (method, path, status, micros) and a refused one
+/// its error kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_have_one_line_per_request_and_error_kinds() {
+    let db = TestDb::create().await;
+    let config = config_file("log:\n  level: debug\n  format: json\n");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "--config",
+            config.path().to_str().unwrap(),
+            "--listen",
+            &addr,
+        ])
+        .env("ALERT_INGEST_DATABASE_URL", &db.url)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let client = Client {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+    };
+    assert!(client.wait_ready(Duration::from_secs(10)).await);
+    assert_eq!(client.post(fixture("firing-two-alerts.json")).await.0, 200);
+    assert_eq!(client.post("{").await.0, 400);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = std::fs::read_to_string(log.path()).unwrap();
+    let lines: Vec<serde_json::Value> = output
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let request = |status: u64| {
+        lines.iter().any(|l| {
+            let f = &l["fields"];
+            f["message"] == "request"
+                && f["method"] == "POST"
+                && f["path"] == "/webhook"
+                && f["status"] == status
+                && f["micros"].is_u64()
+        })
+    };
+    assert!(request(200) && request(400), "request lines:\n{output}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "request refused"
+                && l["fields"]["kind"] == "invalid_json"),
+        "the refusal with its kind:\n{output}"
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
