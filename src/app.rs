@@ -81,7 +81,12 @@ impl App {
             .map(ingress::tls::acceptor)
             .transpose()
             .map_err(StartError::Tls)?;
-        let retention = Retention::new(store.clone(), config.retention.clone(), metrics.clone());
+        // A connection of its own: a long run never takes /readyz's.
+        let retention = Retention::new(
+            Store::dedicated(&config.database)?,
+            config.retention.clone(),
+            metrics.clone(),
+        );
         let (retention_reloads, reloads) = watch::channel(config.retention.clone());
         let (schema_ready, maintenance) =
             maintain_in_background(store.clone(), retention, reloads).await;
@@ -156,18 +161,21 @@ impl App {
     pub fn reload(&self, new: Config) -> Result<Reloaded, StartError> {
         let mut current = self.current.lock();
         let mut reloaded = Reloaded::default();
-        if new.auth != current.auth || new.limits != current.limits {
-            let auth = Auth::from_config(&new.auth).map_err(StartError::Auth)?;
+        // Secret files are read again every time: a rotated token keeps
+        // its path, so comparing the configuration would miss it.
+        let auth = Auth::from_config(&new.auth).map_err(StartError::Auth)?;
+        let in_force = self.ingress.reloadable.load();
+        if auth != in_force.auth || new.limits != in_force.limits {
+            if auth != in_force.auth {
+                reloaded.applied.push("auth");
+            }
+            if new.limits != in_force.limits {
+                reloaded.applied.push("limits");
+            }
             self.ingress.reloadable.store(Arc::new(Reloadable {
                 auth,
                 limits: new.limits,
             }));
-            if new.auth != current.auth {
-                reloaded.applied.push("auth");
-            }
-            if new.limits != current.limits {
-                reloaded.applied.push("limits");
-            }
         }
         if new.retention != current.retention {
             let _ = self.retention.send(new.retention.clone());

@@ -110,7 +110,7 @@ fn migrate(config: &Config) -> ExitCode {
         // the first writes after a rollout land in them.
         let metrics = std::sync::Arc::new(alert_ingest::telemetry::Metrics::new());
         let retention = Retention::new(store.clone(), config.retention.clone(), metrics);
-        retention.prepare(time::OffsetDateTime::now_utc()).await?;
+        retention.prepare().await?;
         store.close();
         Ok::<_, alert_ingest::store::StoreError>(applied)
     });
@@ -195,9 +195,9 @@ fn reload(app: &App, source: &Source) {
     };
     let level = config.log.level.clone();
     match app.reload(config) {
-        Ok(reloaded) => {
-            if reloaded.applied.contains(&"log.level") {
-                source.log.set(&level);
+        Ok(mut reloaded) => {
+            if reloaded.applied.contains(&"log.level") && !source.log.set(&level) {
+                reloaded.applied.retain(|&section| section != "log.level");
             }
             tracing::info!(applied = ?reloaded.applied, "SIGHUP: configuration reloaded");
             if !reloaded.needs_restart.is_empty() {
@@ -217,15 +217,16 @@ fn reload(app: &App, source: &Source) {
 struct LogLevel(reload::Handle<EnvFilter, Registry>);
 
 impl LogLevel {
-    fn set(&self, level: &str) {
-        if std::env::var_os("RUST_LOG").is_some() {
+    /// Whether the new level is now in force.
+    fn set(&self, level: &str) -> bool {
+        // A valid $RUST_LOG pinned the filter at startup; an invalid one was
+        // ignored then (log.level applied), and is ignored now.
+        if EnvFilter::try_from_default_env().is_ok() {
             tracing::warn!("log.level changed, but $RUST_LOG is set and overrides it");
-            return;
+            return false;
         }
         // Validated with the rest of the configuration.
-        if let Ok(filter) = EnvFilter::try_new(level) {
-            let _ = self.0.reload(filter);
-        }
+        EnvFilter::try_new(level).is_ok_and(|filter| self.0.reload(filter).is_ok())
     }
 }
 

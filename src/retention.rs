@@ -24,6 +24,9 @@ use crate::telemetry::{Metrics, OutcomeLabel, TableLabel};
 /// next run starts afresh.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// Bound on taking and releasing the lock (a round trip or two).
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What one run did.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -67,7 +70,7 @@ impl Retention {
             loop {
                 tokio::select! {
                     _ = every.tick() => {
-                        self.run_and_report(OffsetDateTime::now_utc()).await;
+                        self.run_and_report(None).await;
                     }
                     changed = reloads.changed() => match changed {
                         Ok(()) => {
@@ -85,13 +88,13 @@ impl Retention {
     async fn run_without_reloads(self, mut every: tokio::time::Interval) {
         loop {
             every.tick().await;
-            self.run_and_report(OffsetDateTime::now_utc()).await;
+            self.run_and_report(None).await;
         }
     }
 
-    /// One run, logged and counted.
-    pub async fn run_and_report(&self, now: OffsetDateTime) -> Option<Report> {
-        let outcome = match self.run_once(now).await {
+    /// One run (at `now`, or the database's time), logged and counted.
+    pub async fn run_and_report(&self, now: Option<OffsetDateTime>) -> Option<Report> {
+        let outcome = match self.run(now, self.config.enabled).await {
             Ok(Some(report)) => {
                 self.record(&report);
                 let outcome = if report.errors.is_empty() {
@@ -124,7 +127,7 @@ impl Retention {
     /// `prepare` now, logged; for startup, where a failure only means the
     /// default partition catches rows until the next run.
     pub async fn prepare_and_report(&self) {
-        match self.prepare(OffsetDateTime::now_utc()).await {
+        match self.run(None, false).await {
             Ok(Some(report)) => self.record(&report),
             Ok(None) => tracing::debug!("partitions: another instance is making them"),
             Err(e) => tracing::warn!(error = %e, "cannot create partitions yet"),
@@ -133,23 +136,42 @@ impl Retention {
 
     /// One run at `now`; `None` when another instance is running one.
     pub async fn run_once(&self, now: OffsetDateTime) -> Result<Option<Report>, StoreError> {
-        self.run(now, self.config.enabled).await
+        self.run(Some(now), self.config.enabled).await
     }
 
-    /// Creates the partitions a run would, and deletes nothing (`alert-ingest
-    /// migrate` leaves a database ready to write to).
-    pub async fn prepare(&self, now: OffsetDateTime) -> Result<Option<Report>, StoreError> {
-        self.run(now, false).await
+    /// Creates the partitions a run would, at the database's time, and
+    /// deletes nothing (`alert-ingest migrate` leaves a database ready to
+    /// write to).
+    pub async fn prepare(&self) -> Result<Option<Report>, StoreError> {
+        self.run(None, false).await
     }
 
-    async fn run(&self, now: OffsetDateTime, delete: bool) -> Result<Option<Report>, StoreError> {
-        let Some(mut session) = self.store.maintenance().await? else {
+    /// `now`: the tests' clock; the database's when `None`, so that an
+    /// instance whose clock is wrong cannot cut history off early.
+    async fn run(
+        &self,
+        now: Option<OffsetDateTime>,
+        delete: bool,
+    ) -> Result<Option<Report>, StoreError> {
+        let locked = tokio::time::timeout(CONTROL_TIMEOUT, self.store.maintenance()).await;
+        let Some(mut session) = locked.unwrap_or(Err(StoreError::Timeout(CONTROL_TIMEOUT)))? else {
             return Ok(None);
         };
-        let run = self.run_locked(&mut session, now, delete);
+        let run = async {
+            let now = match now {
+                Some(now) => now,
+                None => session.now().await?,
+            };
+            self.run_locked(&mut session, now, delete).await
+        };
         match tokio::time::timeout(RUN_TIMEOUT, run).await {
             Ok(result) => {
-                session.release().await;
+                if tokio::time::timeout(CONTROL_TIMEOUT, session.release())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("retention: releasing the lock timed out");
+                }
                 result.map(Some)
             }
             Err(_) => {
@@ -214,7 +236,19 @@ impl Retention {
             .iter()
             .map(|p| p.range)
             .collect();
-        for range in gaps(wanted, &existing) {
+        let mut missing = gaps(wanted, &existing);
+        // Today's and the future's first: until they exist, writes go
+        // through the default partition, which a catch-up move locks.
+        // Then the past, most recent first.
+        missing.sort_by_key(|r| {
+            let from = r.from.unix_timestamp();
+            if r.to > now {
+                (0, from)
+            } else {
+                (1, -from)
+            }
+        });
+        for range in missing {
             match session.create(table, range).await {
                 Ok(moved) => {
                     report.created.push(partition_name(table, range.from));
@@ -226,14 +260,8 @@ impl Retention {
                 )),
             }
         }
-        let end = (session.partitions(table).await?)
-            .iter()
-            .map(|p| p.range.to)
-            .max();
-        let ahead = end.map_or(Duration::ZERO, |end| {
-            (end - now).try_into().unwrap_or(Duration::ZERO)
-        });
-        report.horizon = report.horizon.min(ahead);
+        let partitions = session.partitions(table).await?;
+        report.horizon = report.horizon.min(covered_ahead(&partitions, now));
         Ok(())
     }
 
@@ -333,6 +361,20 @@ fn gaps(wanted: Vec<Range>, existing: &[Range]) -> Vec<Range> {
     gaps
 }
 
+/// How far from `now` partitions cover time without a hole: zero when no
+/// partition holds `now` (writes are going to the default partition).
+fn covered_ahead(partitions: &[Partition], now: OffsetDateTime) -> Duration {
+    let mut ranges: Vec<Range> = partitions.iter().map(|p| p.range).collect();
+    ranges.sort_by_key(|r| r.from);
+    let mut end = now;
+    for r in ranges {
+        if r.from <= end && r.to > end {
+            end = r.to;
+        }
+    }
+    (end - now).try_into().unwrap_or(Duration::ZERO)
+}
+
 /// Partitions whose every row is older than `cutoff`.
 fn expired(partitions: &[Partition], cutoff: OffsetDateTime) -> Vec<Partition> {
     partitions
@@ -410,6 +452,35 @@ mod tests {
         assert_eq!(
             gaps(between, &existing),
             [range(day(23), day(24)), range(day(26), day(27))]
+        );
+    }
+
+    #[test]
+    fn the_horizon_stops_at_the_first_hole() {
+        let p = |from, to| Partition {
+            name: String::new(),
+            range: range(from, to),
+        };
+        let now = datetime!(2026-11-24 12:00 UTC);
+        let days = [
+            p(
+                datetime!(2026-11-24 0:00 UTC),
+                datetime!(2026-11-25 0:00 UTC),
+            ),
+            p(
+                datetime!(2026-11-25 0:00 UTC),
+                datetime!(2026-11-26 0:00 UTC),
+            ),
+            p(
+                datetime!(2026-11-27 0:00 UTC),
+                datetime!(2026-11-28 0:00 UTC),
+            ),
+        ];
+        assert_eq!(covered_ahead(&days, now), Duration::from_secs(36 * 3600));
+        assert_eq!(
+            covered_ahead(&days[1..], now),
+            Duration::ZERO,
+            "no partition for today"
         );
     }
 

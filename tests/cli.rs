@@ -156,6 +156,11 @@ async fn sighup_reloads_secrets_limits_log_level_and_retention() {
                 .await
         }
     };
+    let first_run = common::eventually(Duration::from_secs(10), || async {
+        horizon(&client).await > 0
+    })
+    .await;
+    assert!(first_run, "the startup retention run recorded its horizon");
     assert!(horizon(&client).await < 9 * 86_400, "premake 7");
     let hangup = || {
         let sent = Command::new("kill")
@@ -189,11 +194,41 @@ async fn sighup_reloads_secrets_limits_log_level_and_retention() {
     .await;
     assert!(premade, "retention ran again with premake 9");
 
+    // A token file rotated in place (same path, new contents) is read again.
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_file.path(), "file-token-1\n").unwrap();
+    let with_file = format!(
+        "log:\n  level: debug\nauth:\n  bearer_token_file: {}\nlimits:\n  max_alerts: 2\n\
+         retention:\n  premake: 9\nqueue:\n  capacity: 10\n",
+        token_file.path().display()
+    );
+    write(&with_file);
+    hangup();
+    let from_file = common::eventually(Duration::from_secs(10), || async {
+        post("file-token-1", alerts(1)).await.0 == 200
+    })
+    .await;
+    assert!(from_file, "the token file is used after SIGHUP");
+    std::fs::write(token_file.path(), "file-token-2\n").unwrap();
+    hangup();
+    let rotated = common::eventually(Duration::from_secs(10), || async {
+        post("file-token-2", alerts(1)).await.0 == 200
+    })
+    .await;
+    assert!(rotated, "the rotated token file is read again on SIGHUP");
+    assert_eq!(post("file-token-1", alerts(1)).await.0, 401);
+
     // A file that does not validate changes nothing.
     write("auth:\n  bearer_token: third-token\nworkers:\n  count: 0\n");
     hangup();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(post("new-token", alerts(1)).await.0, 200);
+    let refused = common::eventually(Duration::from_secs(10), || async {
+        std::fs::read_to_string(log.path())
+            .unwrap()
+            .contains("configuration not reloaded")
+    })
+    .await;
+    assert!(refused, "the invalid file is reported");
+    assert_eq!(post("file-token-2", alerts(1)).await.0, 200);
     assert_eq!(post("third-token", alerts(1)).await.0, 401);
 
     Command::new("kill")

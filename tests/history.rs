@@ -196,6 +196,36 @@ async fn keyset_pages_cover_everything_once() {
     .await;
     assert_eq!(keys(&rest), ["DiskFull/a@2026-11-01"]);
     assert_eq!(rest["next_cursor"], Value::Null);
+    // Episodes starting at the same instant are told apart by fingerprint.
+    let ties: Vec<Value> = ["t1", "t2", "t3", "t4"]
+        .iter()
+        .map(|t| {
+            alert(
+                ("Tie", &format!("instance={t}"), "warning"),
+                "2026-11-04T00:00:00Z",
+                None,
+            )
+        })
+        .collect();
+    assert_eq!(service.post(webhook(ties)).await.0, 200);
+    let mut fingerprints = Vec::new();
+    let mut path = "/api/v1/alerts?alertname=Tie&limit=1".to_owned();
+    loop {
+        let page = get_json(&service, &path).await;
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{page}");
+        fingerprints.push(items[0]["fingerprint"].as_str().unwrap().to_owned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/alerts?alertname=Tie&limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut expected = fingerprints.clone();
+    expected.sort();
+    expected.reverse();
+    expected.dedup();
+    assert_eq!(fingerprints, expected, "four distinct, descending");
+    assert_eq!(fingerprints.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

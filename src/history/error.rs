@@ -20,6 +20,12 @@ impl HistoryError {
         match self {
             HistoryError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             HistoryError::NotFound(_) => StatusCode::NOT_FOUND,
+            // Values the parameters' checks let through but PostgreSQL refused.
+            HistoryError::Store(StoreError::Data(_)) => StatusCode::BAD_REQUEST,
+            // A query of ours PostgreSQL cannot run: a bug, not an outage.
+            HistoryError::Store(StoreError::Database { class: "other", .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             HistoryError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             HistoryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -30,6 +36,8 @@ impl HistoryError {
         match self {
             HistoryError::BadParameter { .. } => "bad_parameter",
             HistoryError::NotFound(_) => "not_found",
+            HistoryError::Store(StoreError::Data(_)) => "invalid_query",
+            HistoryError::Store(StoreError::Database { class: "other", .. }) => "query_failed",
             HistoryError::Store(StoreError::Timeout(_)) => "query_timeout",
             HistoryError::Store(StoreError::Database {
                 class: "timeout", ..

@@ -75,7 +75,9 @@ impl Cursor {
         let (micros, fingerprint) = text.split_once('.')?;
         let nanos = i128::from(micros.parse::<i64>().ok()?) * 1_000;
         Some(Cursor {
-            starts_at: OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?,
+            starts_at: OffsetDateTime::from_unix_timestamp_nanos(nanos)
+                .ok()
+                .filter(in_range)?,
             fingerprint: valid_fingerprint(fingerprint)?.to_owned(),
         })
     }
@@ -116,7 +118,7 @@ impl AlertsQuery {
     pub fn parse(query: &str) -> Result<AlertsQuery, HistoryError> {
         let mut q = AlertsQuery::default();
         let mut page = PageParams::default();
-        for (name, value) in pairs(query) {
+        for (name, value) in pairs(query)? {
             match &*name {
                 "status" => set(&mut q.status, &name, parse_status(&value)?)?,
                 "alertname" => set(&mut q.alertname, &name, value.into_owned())?,
@@ -135,7 +137,7 @@ impl AlertsQuery {
 impl EpisodesQuery {
     pub fn parse(query: &str) -> Result<EpisodesQuery, HistoryError> {
         let mut page = PageParams::default();
-        for (name, value) in pairs(query) {
+        for (name, value) in pairs(query)? {
             page.take(&name, &value)?;
         }
         Ok(EpisodesQuery {
@@ -177,7 +179,7 @@ impl StatsQuery {
     /// `top` accepts `by`; `flapping` does not.
     pub fn parse(query: &str, accepts_by: bool) -> Result<StatsQuery, HistoryError> {
         let (mut since, mut until, mut by, mut limit) = (None, None, None, None);
-        for (name, value) in pairs(query) {
+        for (name, value) in pairs(query)? {
             match &*name {
                 "since" => set(&mut since, &name, parse_time(&name, &value)?)?,
                 "until" => set(&mut until, &name, parse_time(&name, &value)?)?,
@@ -195,8 +197,20 @@ impl StatsQuery {
     }
 }
 
-fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    form_urlencoded::parse(query.as_bytes())
+/// A decoded `name=value`.
+type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// The decoded `name=value` pairs; U+0000, which PostgreSQL cannot take
+/// in text, is refused here rather than as a database error.
+fn pairs(query: &str) -> Result<Vec<Pair<'_>>, HistoryError> {
+    let pairs: Vec<_> = form_urlencoded::parse(query.as_bytes()).collect();
+    match pairs
+        .iter()
+        .find(|(n, v)| n.contains('\0') || v.contains('\0'))
+    {
+        Some((name, _)) => Err(bad(name, "contains U+0000")),
+        None => Ok(pairs),
+    }
 }
 
 fn bad(name: &str, detail: &str) -> HistoryError {
@@ -227,12 +241,21 @@ fn parse_label(value: &str) -> Result<(String, String), HistoryError> {
 }
 
 fn parse_time(name: &str, value: &str) -> Result<OffsetDateTime, HistoryError> {
-    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-        bad(
-            name,
-            "must be an RFC 3339 timestamp, e.g. 2026-11-24T03:12:00Z",
-        )
-    })
+    OffsetDateTime::parse(value, &Rfc3339)
+        .ok()
+        .filter(in_range)
+        .ok_or_else(|| {
+            bad(
+                name,
+                "must be an RFC 3339 timestamp from year 1 to 9999, e.g. 2026-11-24T03:12:00Z",
+            )
+        })
+}
+
+/// Years 1 to 9999, as the webhook parser accepts (PostgreSQL's range is
+/// wider, but not as wide as `time`'s).
+fn in_range(t: &OffsetDateTime) -> bool {
+    (1..=9999).contains(&t.to_offset(time::UtcOffset::UTC).year())
 }
 
 fn parse_limit(value: &str) -> Result<i64, HistoryError> {
@@ -300,6 +323,18 @@ mod tests {
         assert_eq!(rejected(StatsQuery::parse("by=job", true)), "by");
         assert_eq!(rejected(StatsQuery::parse("by=alertname", false)), "by");
         assert_eq!(rejected(EpisodesQuery::parse("status=firing")), "status");
+        assert_eq!(rejected(AlertsQuery::parse("alertname=a%00b")), "alertname");
+        assert_eq!(rejected(AlertsQuery::parse("label=a=%00")), "label");
+        assert_eq!(rejected(StatsQuery::parse("by=label:%00", true)), "by");
+        assert_eq!(
+            rejected(AlertsQuery::parse("since=0000-12-31T00:00:00Z")),
+            "since"
+        );
+        let ancient = URL_SAFE_NO_PAD.encode("-210000000000000000.0223b772b51c29e1");
+        assert_eq!(
+            rejected(AlertsQuery::parse(&format!("cursor={ancient}"))),
+            "cursor"
+        );
     }
 
     #[test]

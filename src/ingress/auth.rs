@@ -11,7 +11,9 @@ use crate::config::{AuthConfig, Secret};
 
 use super::error::IngressError;
 
-#[derive(Default)]
+/// `PartialEq` lets a reload tell whether a secret file's contents changed
+/// (a comparison of secrets with secrets, never with a request's header).
+#[derive(Default, PartialEq, Eq)]
 pub struct Auth {
     bearer: Option<Vec<u8>>,
     /// The decoded `username:password` a Basic header must carry.

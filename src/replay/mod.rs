@@ -118,7 +118,7 @@ pub fn run(config: &Config, paths: &[PathBuf]) -> Result<Summary, ReplayError> {
         config.retention.clone(),
         Arc::new(Metrics::new()),
     );
-    if let Err(e) = runtime.block_on(retention.prepare(OffsetDateTime::now_utc())) {
+    if let Err(e) = runtime.block_on(retention.prepare()) {
         tracing::warn!(error = %e, "cannot file the replayed rows into time partitions yet; the service's next retention run will");
     }
     store.close();

@@ -11,6 +11,7 @@
 use deadpool_postgres::Object;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use tokio_postgres::SimpleQueryMessage;
 
 use super::{Store, StoreError};
 
@@ -56,10 +57,16 @@ impl Store {
     /// A maintenance session, or `None` when another instance holds the lock.
     pub async fn maintenance(&self) -> Result<Option<Maintenance>, StoreError> {
         let client = self.connection().await?;
+        // ISO dates in UTC: partition bounds are read back from their text.
+        // The keepalive settings make the server notice a vanished client
+        // within a minute, and end its session, and so free the lock.
         client
             .batch_execute(&format!(
                 "SET statement_timeout = '{STATEMENT_TIMEOUT}';
-                 SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'"
+                 SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}';
+                 SET TimeZone = 'UTC'; SET DateStyle = 'ISO';
+                 SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10;
+                 SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000"
             ))
             .await?;
         let locked: bool = client
@@ -80,7 +87,7 @@ impl Maintenance {
         let rows = self
             .client
             .query(
-                r"SELECT c.relname::text, b[1]::timestamptz, b[2]::timestamptz
+                r"SELECT c.oid::regclass::text, b[1]::timestamptz, b[2]::timestamptz
                   FROM pg_inherits i
                   JOIN pg_class c ON c.oid = i.inhrelid,
                   LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
@@ -115,45 +122,59 @@ impl Maintenance {
     /// Creates `table`'s partition for `range`, moving in the rows the
     /// default partition holds for it, all in one transaction. Returns the
     /// rows moved.
+    ///
+    /// The whole transaction is one simple query, COMMIT included: no
+    /// client round trip happens while its locks are held, so a client
+    /// lost mid-way cannot hold them (the server rolls back).
     pub async fn create(&mut self, table: &str, range: Range) -> Result<u64, StoreError> {
         let name = partition_name(table, range.from);
         let (from, to) = (literal(range.from), literal(range.to));
-        let tx = self.client.transaction().await?;
-        tx.batch_execute(&format!(
-            "SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}';
-             LOCK TABLE {table}_default IN SHARE ROW EXCLUSIVE MODE;
-             CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);"
-        ))
-        .await?;
-        let moved = tx
-            .execute(
-                &format!(
-                    "WITH moved AS (
-                         DELETE FROM {table}_default
-                         WHERE received_at >= $1 AND received_at < $2 RETURNING *)
-                     INSERT INTO {name} SELECT * FROM moved"
-                ),
-                &[&range.from, &range.to],
-            )
+        let messages = self
+            .in_one_transaction(&format!(
+                "LOCK TABLE {table}_default IN SHARE ROW EXCLUSIVE MODE;
+                 CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+                 WITH moved AS (
+                     DELETE FROM {table}_default
+                     WHERE received_at >= '{from}' AND received_at < '{to}' RETURNING *)
+                 INSERT INTO {name} SELECT * FROM moved;
+                 ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{from}') TO ('{to}');"
+            ))
             .await?;
-        tx.batch_execute(&format!(
-            "ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{from}') TO ('{to}')"
-        ))
-        .await?;
-        tx.commit().await?;
-        Ok(moved)
+        // The counts of BEGIN, SET, LOCK, CREATE, INSERT…: the fifth is the move.
+        Ok(messages.get(4).copied().unwrap_or(0))
     }
 
     /// Drops a partition, with every row in it.
     pub async fn drop_partition(&mut self, partition: &Partition) -> Result<(), StoreError> {
-        let tx = self.client.transaction().await?;
-        tx.batch_execute(&format!(
-            "SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'; DROP TABLE {}",
-            partition.name
-        ))
-        .await?;
-        tx.commit().await?;
+        self.in_one_transaction(&format!("DROP TABLE {};", partition.name))
+            .await?;
         Ok(())
+    }
+
+    /// Runs `statements` as one transaction in one simple query, with the
+    /// DDL lock bound; returns each statement's row count.
+    async fn in_one_transaction(&self, statements: &str) -> Result<Vec<u64>, StoreError> {
+        let sql =
+            format!("BEGIN; SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'; {statements} COMMIT;");
+        match self.client.simple_query(&sql).await {
+            Ok(messages) => Ok(messages
+                .iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) => {
+                // The failed statement left the transaction aborted.
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The database's clock: every instance cuts history off at the same time.
+    pub async fn now(&self) -> Result<OffsetDateTime, StoreError> {
+        Ok(self.client.query_one("SELECT now()", &[]).await?.get(0))
     }
 
     /// Deletes rows received before `cutoff` from `table`'s default
@@ -222,9 +243,7 @@ impl Maintenance {
 
 /// Back to the pool's session settings.
 async fn restore(client: &Object) {
-    let _ = client
-        .batch_execute("RESET statement_timeout; RESET idle_in_transaction_session_timeout")
-        .await;
+    let _ = client.batch_execute("RESET ALL").await;
 }
 
 /// `alert_events_p20261124`: the table and the first day of the range.

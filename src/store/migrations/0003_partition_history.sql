@@ -7,6 +7,23 @@
 -- partition_days wide, retention.premake ahead) and moves rows out of the
 -- default into them (see store/partitions.rs).
 
+-- A daily partition of `parent` for each UTC day with rows in `source`,
+-- named as the service names them (alert_events_p20261124).
+CREATE FUNCTION pg_temp.day_partitions(parent text, source text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    day date;
+BEGIN
+    FOR day IN EXECUTE format(
+        'SELECT DISTINCT (received_at AT TIME ZONE ''UTC'')::date FROM %I', source)
+    LOOP
+        EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                       parent || '_p' || to_char(day, 'YYYYMMDD'), parent,
+                       day::timestamp AT TIME ZONE 'UTC',
+                       (day + 1)::timestamp AT TIME ZONE 'UTC');
+    END LOOP;
+END $$;
+
 ALTER TABLE alert_events RENAME TO alert_events_unpartitioned;
 CREATE TABLE alert_events (
     fingerprint text        NOT NULL,
@@ -16,6 +33,7 @@ CREATE TABLE alert_events (
     received_at timestamptz NOT NULL
 ) PARTITION BY RANGE (received_at);
 CREATE TABLE alert_events_default PARTITION OF alert_events DEFAULT;
+SELECT pg_temp.day_partitions('alert_events', 'alert_events_unpartitioned');
 INSERT INTO alert_events SELECT fingerprint, starts_at, status, ends_at, received_at
     FROM alert_events_unpartitioned;
 DROP TABLE alert_events_unpartitioned;
@@ -37,6 +55,7 @@ CREATE TABLE notifications (
     request_id          bigint
 ) PARTITION BY RANGE (received_at);
 CREATE TABLE notifications_default PARTITION OF notifications DEFAULT;
+SELECT pg_temp.day_partitions('notifications', 'notifications_unpartitioned');
 INSERT INTO notifications SELECT receiver, status, group_key, group_labels, common_labels,
         common_annotations, external_url, truncated_alerts, notification_reason,
         alert_count, received_at, request_id
