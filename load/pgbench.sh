@@ -27,7 +27,7 @@ printf '%7s %5s %9s %11s %10s\n' clients rows tps 'alerts/s' 'latency ms'
 for c in $clients; do
     psql -h 127.0.0.1 -U root -d postgres -qXc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null 2>&1
     ALERT_INGEST_DATABASE_URL="postgres://root@127.0.0.1:5432/$DB" \
-        target/release/alert-ingest migrate --config config.yaml >/dev/null
+        "${CARGO_TARGET_DIR:-target}/release/alert-ingest" migrate --config config.yaml >/dev/null
     out=$(pgbench -h 127.0.0.1 -U root -n -M prepared -c "$c" -j "$c" -T "$duration" \
         -D rows="$rows" -f load/pgbench/write-batch.sql "$DB" 2>&1)
     tps=$(awk '/^tps/ {print $3}' <<<"$out")
