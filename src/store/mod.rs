@@ -146,7 +146,11 @@ impl Store {
             // (it discards the connection, whose session may live on until
             // the server notices).
             client_timeout: history.statement_timeout + READER_CLIENT_MARGIN,
-            options: "-c default_transaction_read_only=on -c TimeZone=UTC",
+            // No parallel workers: one history query uses one core, so
+            // `history.pool_size` bounds the cores history can take from
+            // ingestion (load/history-contention.sh).
+            options: "-c default_transaction_read_only=on -c TimeZone=UTC \
+                      -c max_parallel_workers_per_gather=0",
         };
         Store::build(config, history.pool_size, session)
     }
