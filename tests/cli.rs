@@ -4,7 +4,8 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{count, fixture, Client, TestDb};
@@ -13,9 +14,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_alert-ingest");
 const REPO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
 
 fn run(args: &[&str]) -> (i32, String, String) {
+    run_with(args, &[])
+}
+
+/// Runs the binary to its end with `env` set (and `$RUST_LOG` unset unless
+/// given): exit code (-1 for a signal), stdout, stderr.
+fn run_with(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
@@ -24,6 +32,72 @@ fn run(args: &[&str]) -> (i32, String, String) {
         text(out.stdout),
         text(out.stderr),
     )
+}
+
+/// The binary serving `--config <config>` on a free port, its stderr kept
+/// in a file.
+struct Served {
+    child: Child,
+    client: Client,
+    log: tempfile::NamedTempFile,
+}
+
+impl Served {
+    /// Starts it with `env` set (and `$RUST_LOG` unset unless given) and
+    /// waits until `/readyz` answers 200.
+    async fn start(config: &Path, env: &[(&str, &str)]) -> Served {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(BIN)
+            .args(["--config", config.to_str().unwrap(), "--listen", &addr])
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let client = Client {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+        };
+        let started = Instant::now();
+        assert!(
+            client.wait_ready(Duration::from_secs(10)).await,
+            "ready within 10 s"
+        );
+        eprintln!("startup to ready: {:?}", started.elapsed());
+        Served { child, client, log }
+    }
+
+    /// Sends a signal (`HUP`, `TERM`).
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// SIGTERM, then its exit status, within the grace period.
+    fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "did not exit within the grace period"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What it has logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap()
+    }
 }
 
 fn config_file(yaml: &str) -> tempfile::NamedTempFile {
@@ -70,28 +144,24 @@ fn check_config_names_unknown_keys_and_bad_values() {
 async fn migrate_applies_the_schema_once_then_exits() {
     let db = TestDb::create().await;
     let migrate = |url: &str| {
-        let out = Command::new(BIN)
-            .args(["migrate", "--config", REPO_CONFIG])
-            .env("ALERT_INGEST_DATABASE_URL", url)
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
-        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-        (out.status.code(), text(out.stdout), text(out.stderr))
+        run_with(
+            &["migrate", "--config", REPO_CONFIG],
+            &[("ALERT_INGEST_DATABASE_URL", url)],
+        )
     };
     let (code, out, err) = migrate(&db.url);
-    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(code, 0, "{err}");
     assert!(out.contains("applied migrations [1, 2"), "{out}");
     let client = db.client().await;
     assert_eq!(count(&client, "alerts").await, 0, "the tables exist");
     let versions = count(&client, "schema_migrations").await;
     let (code, out, err) = migrate(&db.url);
-    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "database schema is up to date");
     assert_eq!(count(&client, "schema_migrations").await, versions);
     let unreachable = format!("postgres://root@127.0.0.1:{}/test", free_port());
     let (code, _, err) = migrate(&unreachable);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, 1);
     assert!(err.contains("cannot migrate"), "{err}");
 }
 
@@ -104,26 +174,8 @@ async fn sighup_reloads_secrets_limits_log_level_and_retention() {
     let config = tempfile::NamedTempFile::new().unwrap();
     let write = |yaml: &str| std::fs::write(config.path(), yaml).unwrap();
     write("log:\n  level: warn\nauth:\n  bearer_token: old-token\n");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            config.path().to_str().unwrap(),
-            "--listen",
-            &addr,
-        ])
-        .env("ALERT_INGEST_DATABASE_URL", &db.url)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let client = Client {
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-    };
-    assert!(client.wait_ready(Duration::from_secs(10)).await);
+    let mut served = Served::start(config.path(), &[("ALERT_INGEST_DATABASE_URL", &db.url)]).await;
+    let client = served.client.clone();
     let alerts = |n: usize| {
         let alerts = (0..n)
             .map(|i| {
@@ -134,17 +186,8 @@ async fn sighup_reloads_secrets_limits_log_level_and_retention() {
         common::webhook(alerts)
     };
     let post = |token: &'static str, body: String| {
-        let request = client
-            .http
-            .post(format!("{}/webhook", client.base))
-            .header("content-type", "application/json")
-            .bearer_auth(token)
-            .body(body);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap())
-        }
+        let client = client.clone();
+        async move { client.post_bearer(token, body).await }
     };
     assert_eq!(post("old-token", alerts(3)).await.0, 200);
     assert_eq!(post("new-token", alerts(1)).await.0, 401);
@@ -162,13 +205,7 @@ async fn sighup_reloads_secrets_limits_log_level_and_retention() {
     .await;
     assert!(first_run, "the startup retention run recorded its horizon");
     assert!(horizon(&client).await < 9 * 86_400, "premake 7");
-    let hangup = || {
-        let sent = Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    };
+    let hangup = || served.signal("HUP");
 
     write(
         "log:\n  level: debug\nauth:\n  bearer_token: new-token\nlimits:\n  max_alerts: 2\n\
@@ -222,29 +259,16 @@ async fn sighup_reloads_secrets_limits_log_level_and_retention() {
     write("auth:\n  bearer_token: third-token\nworkers:\n  count: 0\n");
     hangup();
     let refused = common::eventually(Duration::from_secs(10), || async {
-        std::fs::read_to_string(log.path())
-            .unwrap()
-            .contains("configuration not reloaded")
+        served.log().contains("configuration not reloaded")
     })
     .await;
     assert!(refused, "the invalid file is reported");
     assert_eq!(post("file-token-2", alerts(1)).await.0, 200);
     assert_eq!(post("third-token", alerts(1)).await.0, 401);
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = served.terminate();
     assert_eq!(status.code(), Some(0), "SIGHUP never stopped it");
-    let output = std::fs::read_to_string(log.path()).unwrap();
+    let output = served.log();
     let after_reload = output
         .split_once("configuration reloaded")
         .map(|(_, after)| after)
@@ -278,38 +302,12 @@ async fn sighup_reloads_secrets_limits_log_level_and_retention() {
 async fn json_logs_have_one_line_per_request_and_error_kinds() {
     let db = TestDb::create().await;
     let config = config_file("log:\n  level: debug\n  format: json\n");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            config.path().to_str().unwrap(),
-            "--listen",
-            &addr,
-        ])
-        .env("ALERT_INGEST_DATABASE_URL", &db.url)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let client = Client {
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-    };
-    assert!(client.wait_ready(Duration::from_secs(10)).await);
+    let mut served = Served::start(config.path(), &[("ALERT_INGEST_DATABASE_URL", &db.url)]).await;
+    let client = &served.client;
     assert_eq!(client.post(fixture("firing-two-alerts.json")).await.0, 200);
     assert_eq!(client.post("{").await.0, 400);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = std::fs::read_to_string(log.path()).unwrap();
+    served.terminate();
+    let output = served.log();
     let lines: Vec<serde_json::Value> = output
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -346,48 +344,11 @@ fn free_port() -> u16 {
 async fn serves_until_sigterm_then_exits_zero() {
     let db = TestDb::create().await;
     let config = config_file("log:\n  level: warn\n");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            config.path().to_str().unwrap(),
-            "--listen",
-            &addr,
-        ])
-        .env("ALERT_INGEST_DATABASE_URL", &db.url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let client = Client {
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-    };
-    let started = Instant::now();
-    assert!(
-        client.wait_ready(Duration::from_secs(10)).await,
-        "ready within 10 s"
-    );
-    eprintln!("startup to ready: {:?}", started.elapsed());
-    let (status, body) = client.post(fixture("firing-two-alerts.json")).await;
+    let mut served = Served::start(config.path(), &[("ALERT_INGEST_DATABASE_URL", &db.url)]).await;
+    let (status, body) = served.client.post(fixture("firing-two-alerts.json")).await;
     assert_eq!(status, 200, "{body}");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "did not exit within the grace period"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = served.terminate();
     assert_eq!(status.code(), Some(0));
     assert_eq!(count(&db.client().await, "alerts").await, 2);
 }
@@ -403,56 +364,23 @@ async fn logs_hold_no_secret_and_escape_what_senders_wrote() {
     const WRONG: &str = "guess-0f9e8d7c";
     let db = TestDb::create().await;
     let config = config_file("log:\n  level: debug\n");
-    let addr = format!("127.0.0.1:{}", free_port());
     // Trust authentication ignores the password, but it is in the URL.
     let url = db.url.replacen("root@", &format!("root:{DB_PASSWORD}@"), 1);
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            config.path().to_str().unwrap(),
-            "--listen",
-            &addr,
-        ])
-        .env("ALERT_INGEST_DATABASE_URL", &url)
-        .env("ALERT_INGEST_AUTH_BEARER_TOKEN", TOKEN)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let (http, base) = (reqwest::Client::new(), format!("http://{addr}"));
-    let client = Client {
-        base: base.clone(),
-        http: http.clone(),
-    };
-    assert!(
-        client.wait_ready(Duration::from_secs(10)).await,
-        "ready within 10 s"
-    );
-    let post = |token: &'static str, body: String| {
-        http.post(format!("{base}/webhook"))
-            .header("content-type", "application/json")
-            .bearer_auth(token)
-            .body(body)
-            .send()
-    };
+    let env = [
+        ("ALERT_INGEST_DATABASE_URL", url.as_str()),
+        ("ALERT_INGEST_AUTH_BEARER_TOKEN", TOKEN),
+        ("RUST_LOG", "debug"),
+    ];
+    let mut served = Served::start(config.path(), &env).await;
+    let client = &served.client;
     let good = String::from_utf8(fixture("firing-two-alerts.json")).unwrap();
-    assert_eq!(post(WRONG, good.clone()).await.unwrap().status(), 401);
-    assert_eq!(post(TOKEN, good).await.unwrap().status(), 200);
+    assert_eq!(client.post_bearer(WRONG, good.clone()).await.0, 401);
+    assert_eq!(client.post_bearer(TOKEN, good).await.0, 200);
     // A 400 whose detail quotes a hostile label name.
     let hostile = r#"{"receiver":"r","alerts":[{"labels":{"x\nFORGED LOG LINE \u001b[31m":"a\u0000"},"startsAt":"2026-01-01T00:00:00Z"}]}"#;
-    assert_eq!(post(TOKEN, hostile.into()).await.unwrap().status(), 400);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = std::fs::read_to_string(log.path()).unwrap();
+    assert_eq!(client.post_bearer(TOKEN, hostile.into()).await.0, 400);
+    served.terminate();
+    let output = served.log();
     assert!(
         output.contains("request refused"),
         "debug logging was on:\n{output}"

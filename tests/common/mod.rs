@@ -221,6 +221,22 @@ impl Client {
         )
     }
 
+    /// Posts a webhook with `Authorization: Bearer <token>`; the status and
+    /// the body's text.
+    pub async fn post_bearer(&self, token: &str, body: String) -> (u16, String) {
+        let response = self
+            .http
+            .post(format!("{}/webhook", self.base))
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
     /// Polls `/readyz` until it answers 200, for at most `within`.
     pub async fn wait_ready(&self, within: Duration) -> bool {
         eventually(within, || async {
