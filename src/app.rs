@@ -54,8 +54,11 @@ pub struct App {
     done: JoinHandle<bool>,
     ingress: Arc<Ingress>,
     retention: watch::Sender<RetentionConfig>,
-    /// The configuration in force, as a reload compares against it.
-    current: Mutex<Config>,
+    /// The configuration the service started with: what a reload cannot
+    /// change is compared against it.
+    started: Config,
+    /// The log filter in force (the caller applies it; see `reload`).
+    log_level: Mutex<String>,
 }
 
 /// What a reload did.
@@ -111,7 +114,7 @@ impl App {
             .local_addr()
             .map_err(|source| StartError::Listen { addr, source })?;
         let grace = config.server.shutdown_grace;
-        let current = Mutex::new(config.clone());
+        let started = config.clone();
         let ingress = Arc::new(Ingress {
             queue: queue.clone(),
             store: store.clone(),
@@ -149,7 +152,8 @@ impl App {
             done,
             ingress,
             retention: retention_reloads,
-            current,
+            log_level: Mutex::new(started.log.level.clone()),
+            started,
         })
     }
 
@@ -159,60 +163,51 @@ impl App {
     /// (it owns the subscriber); it is compared here only to be reported.
     /// Nothing is applied when the new auth cannot be loaded.
     pub fn reload(&self, new: Config) -> Result<Reloaded, StartError> {
-        let mut current = self.current.lock();
+        let mut log_level = self.log_level.lock();
         let mut reloaded = Reloaded::default();
         // Secret files are read again every time: a rotated token keeps
         // its path, so comparing the configuration would miss it.
         let auth = Auth::from_config(&new.auth).map_err(StartError::Auth)?;
         let in_force = self.ingress.reloadable.load();
-        if auth != in_force.auth || new.limits != in_force.limits {
-            if auth != in_force.auth {
-                reloaded.applied.push("auth");
-            }
-            if new.limits != in_force.limits {
-                reloaded.applied.push("limits");
-            }
+        if auth != in_force.auth {
+            reloaded.applied.push("auth");
+        }
+        if new.limits != in_force.limits {
+            reloaded.applied.push("limits");
+        }
+        if !reloaded.applied.is_empty() {
             self.ingress.reloadable.store(Arc::new(Reloadable {
                 auth,
                 limits: new.limits,
             }));
         }
-        if new.retention != current.retention {
-            let _ = self.retention.send(new.retention.clone());
+        if self.retention.send_if_modified(|in_force| {
+            let changed = *in_force != new.retention;
+            *in_force = new.retention.clone();
+            changed
+        }) {
             reloaded.applied.push("retention");
         }
-        if new.log.level != current.log.level {
+        if new.log.level != *log_level {
+            *log_level = new.log.level.clone();
             reloaded.applied.push("log.level");
         }
-        let (c, n) = (&*current, &new);
+        let (s, n) = (&self.started, &new);
         for (changed, section) in [
-            (n.server != c.server, "server"),
-            (n.database != c.database, "database"),
-            (n.queue != c.queue, "queue"),
-            (n.workers != c.workers, "workers"),
-            (n.batch != c.batch, "batch"),
-            (n.cache != c.cache, "cache"),
-            (n.interner != c.interner, "interner"),
-            (n.history != c.history, "history"),
-            (n.log.format != c.log.format, "log.format"),
+            (n.server != s.server, "server"),
+            (n.database != s.database, "database"),
+            (n.queue != s.queue, "queue"),
+            (n.workers != s.workers, "workers"),
+            (n.batch != s.batch, "batch"),
+            (n.cache != s.cache, "cache"),
+            (n.interner != s.interner, "interner"),
+            (n.history != s.history, "history"),
+            (n.log.format != s.log.format, "log.format"),
         ] {
             if changed {
                 reloaded.needs_restart.push(section);
             }
         }
-        // What needs a restart stays as it is in force, so that the next
-        // reload reports it again rather than forgetting it.
-        let mut in_force = new;
-        in_force.server = c.server.clone();
-        in_force.database = c.database.clone();
-        in_force.queue = c.queue.clone();
-        in_force.workers = c.workers.clone();
-        in_force.batch = c.batch.clone();
-        in_force.cache = c.cache.clone();
-        in_force.interner = c.interner.clone();
-        in_force.history = c.history.clone();
-        in_force.log.format = c.log.format;
-        *current = in_force;
         Ok(reloaded)
     }
 

@@ -64,64 +64,44 @@ impl Retention {
     /// aborts the task on shutdown; an aborted run's transaction rolls back).
     /// A new configuration from `reloads` applies at once, with a run.
     pub async fn run_forever(mut self, mut reloads: watch::Receiver<RetentionConfig>) {
+        let mut every = schedule(self.config.interval);
         loop {
-            let mut every = tokio::time::interval(self.config.interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = every.tick() => {
-                        self.run_and_report(None).await;
-                    }
-                    changed = reloads.changed() => match changed {
-                        Ok(()) => {
-                            self.config = reloads.borrow_and_update().clone();
-                            break;
-                        }
-                        // The sender is gone: no more reloads.
-                        Err(_) => return self.run_without_reloads(every).await,
-                    },
+            tokio::select! {
+                _ = every.tick() => {
+                    self.run_and_report(None).await;
+                }
+                // A new interval's first tick is at once: the run follows.
+                // (Once the sender is gone this branch no longer matches.)
+                Ok(()) = reloads.changed() => {
+                    self.config = reloads.borrow_and_update().clone();
+                    every = schedule(self.config.interval);
                 }
             }
         }
     }
 
-    async fn run_without_reloads(self, mut every: tokio::time::Interval) {
-        loop {
-            every.tick().await;
-            self.run_and_report(None).await;
-        }
-    }
-
     /// One run (at `now`, or the database's time), logged and counted.
     pub async fn run_and_report(&self, now: Option<OffsetDateTime>) -> Option<Report> {
-        let outcome = match self.run(now, self.config.enabled).await {
+        let (outcome, report) = match self.run(now, self.config.enabled).await {
             Ok(Some(report)) => {
                 self.record(&report);
-                let outcome = if report.errors.is_empty() {
-                    "completed"
-                } else {
-                    "failed"
-                };
-                self.metrics
-                    .retention_runs
-                    .get_or_create(&OutcomeLabel { outcome })
-                    .inc();
-                return Some(report);
+                let failed = !report.errors.is_empty();
+                (if failed { "failed" } else { "completed" }, Some(report))
             }
             Ok(None) => {
                 tracing::debug!("retention: another instance holds the lock; skipped");
-                "skipped"
+                ("skipped", None)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "retention run failed");
-                "failed"
+                ("failed", None)
             }
         };
         self.metrics
             .retention_runs
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
-        None
+        report
     }
 
     /// `prepare` now, logged; for startup, where a failure only means the
@@ -303,6 +283,13 @@ impl Retention {
             );
         }
     }
+}
+
+/// Ticks now, then every `interval`; a late run delays the next.
+fn schedule(interval: Duration) -> tokio::time::Interval {
+    let mut every = tokio::time::interval(interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every
 }
 
 /// Midnight UTC of the first day of the `days`-wide partition holding `t`,

@@ -62,11 +62,7 @@ async fn postgres_holds_exactly_what_alertmanager_reports() {
 
     // 3. Resolve the whole HighLatency group: same labels and startsAt, endsAt now.
     let resolved_at = OffsetDateTime::now_utc();
-    let resolving: Vec<Value> = sent
-        .iter()
-        .filter(|s| s.resolve)
-        .map(|s| s.to_json(Some(resolved_at)))
-        .collect();
+    let resolving = resolutions(&sent, resolved_at);
     am.post_alerts(&resolving).await;
     let resolved_fps: Vec<String> = sent
         .iter()
@@ -148,11 +144,7 @@ async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
     // new alert group starts firing.
     proxy.set_down();
     let resolved_at = OffsetDateTime::now_utc();
-    let resolving: Vec<Value> = sent
-        .iter()
-        .filter(|s| s.resolve)
-        .map(|s| s.to_json(Some(resolved_at)))
-        .collect();
+    let resolving = resolutions(&sent, resolved_at);
     am.post_alerts(&resolving).await;
     let during: Vec<Value> = (0..3)
         .map(|i| {
@@ -262,6 +254,14 @@ impl Sent {
 
 /// Five alerts, two alertnames. The awkward values are deliberate: Unicode,
 /// quotes and a backslash must survive Alertmanager, JSON and jsonb unchanged.
+/// The resolutions of the alerts meant to resolve, ended at `at`.
+fn resolutions(sent: &[Sent], at: OffsetDateTime) -> Vec<Value> {
+    sent.iter()
+        .filter(|s| s.resolve)
+        .map(|s| s.to_json(Some(at)))
+        .collect()
+}
+
 fn alerts_to_send() -> Vec<Sent> {
     // Nine significant sub-second digits: Alertmanager keeps nanoseconds in
     // its webhooks, PostgreSQL keeps microseconds, so truncation is exercised.

@@ -315,19 +315,13 @@ async fn hung_database_answers_503_within_the_deadline_and_recovers() {
     assert_eq!(alerts, 1, "nothing can be written through a black hole");
 
     proxy.set_up();
-    let recovered = eventually(Duration::from_secs(10), || async {
-        service.post(body("Hung", 100)).await.0 == 200
-    })
+    assert_recovers(
+        &service,
+        body("Hung", 100),
+        "200 again within 10 s of the network healing",
+        "/readyz 200 again within 10 s of the network healing",
+    )
     .await;
-    assert!(recovered, "200 again within 10 s of the network healing");
-    let ready = eventually(Duration::from_secs(10), || async {
-        service.get("/readyz").await.0 == 200
-    })
-    .await;
-    assert!(
-        ready,
-        "/readyz 200 again within 10 s of the network healing"
-    );
     // Alertmanager's retries of what was refused are stored, once.
     for n in [1, 2, 3, 4, 11, 12, 13, 14] {
         assert_eq!(service.deliver(&body("Hung", n), 1).await, [200], "{n}");
@@ -353,19 +347,13 @@ async fn readyz_recovers_when_hung_connections_never_come_back() {
     assert_eq!(service.get("/readyz").await.0, 503);
 
     proxy.set_up_leaving_blackholed();
-    let recovered = eventually(Duration::from_secs(10), || async {
-        service.post(body("Stuck", 1)).await.0 == 200
-    })
+    assert_recovers(
+        &service,
+        body("Stuck", 1),
+        "the workers give up on their hung connections",
+        "/readyz 200 again within 10 s: new connections reach PostgreSQL",
+    )
     .await;
-    assert!(recovered, "the workers give up on their hung connections");
-    let ready = eventually(Duration::from_secs(10), || async {
-        service.get("/readyz").await.0 == 200
-    })
-    .await;
-    assert!(
-        ready,
-        "/readyz 200 again within 10 s: new connections reach PostgreSQL"
-    );
     service.shutdown().await;
 }
 
@@ -505,4 +493,18 @@ async fn read_only_database_answers_503_never_400_and_the_retry_is_stored_once()
     assert_eq!((alerts, distinct, events), (2, 2, 2));
     assert!(instances.contains("host-1"));
     service.shutdown().await;
+}
+
+/// Within 10 s each: `body` is stored (200), then `/readyz` answers 200.
+async fn assert_recovers(service: &Service, body: String, stored: &str, ready: &str) {
+    let recovered = eventually(Duration::from_secs(10), || async {
+        service.post(body.clone()).await.0 == 200
+    })
+    .await;
+    assert!(recovered, "{stored}");
+    let is_ready = eventually(Duration::from_secs(10), || async {
+        service.get("/readyz").await.0 == 200
+    })
+    .await;
+    assert!(is_ready, "{ready}");
 }
