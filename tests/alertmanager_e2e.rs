@@ -64,12 +64,7 @@ async fn postgres_holds_exactly_what_alertmanager_reports() {
     let resolved_at = OffsetDateTime::now_utc();
     let resolving = resolutions(&sent, resolved_at);
     am.post_alerts(&resolving).await;
-    let resolved_fps: Vec<String> = sent
-        .iter()
-        .zip(&seen)
-        .filter(|(s, _)| s.resolve)
-        .map(|(_, a)| a.fingerprint.clone())
-        .collect();
+    let resolved_fps = resolved_fingerprints(&sent, &seen);
     let delivered = eventually(DELIVERY_TIMEOUT, || {
         let (pg, fps) = (&pg, &resolved_fps);
         async move {
@@ -168,12 +163,7 @@ async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
 
     // Back: Alertmanager's retries deliver the resolutions and the new group.
     proxy.set_up();
-    let resolved_fps: Vec<String> = sent
-        .iter()
-        .zip(&seen)
-        .filter(|(s, _)| s.resolve)
-        .map(|(_, a)| a.fingerprint.clone())
-        .collect();
+    let resolved_fps = resolved_fingerprints(&sent, &seen);
     let caught_up = eventually(Duration::from_secs(60), || {
         let (pg, fps) = (&pg, &resolved_fps);
         async move {
@@ -259,6 +249,15 @@ fn resolutions(sent: &[Sent], at: OffsetDateTime) -> Vec<Value> {
     sent.iter()
         .filter(|s| s.resolve)
         .map(|s| s.to_json(Some(at)))
+        .collect()
+}
+
+/// Alertmanager's fingerprints of the alerts meant to resolve.
+fn resolved_fingerprints(sent: &[Sent], seen: &[Seen]) -> Vec<String> {
+    sent.iter()
+        .zip(seen)
+        .filter(|(s, _)| s.resolve)
+        .map(|(_, a)| a.fingerprint.clone())
         .collect()
 }
 

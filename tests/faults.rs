@@ -78,29 +78,24 @@ async fn own_session(db: &TestDb) -> tokio_postgres::Client {
 /// The service's client backends on `db`: every client backend connected
 /// to it but the tests' own sessions.
 async fn service_backends(db: &TestDb) -> i64 {
-    let admin = connect_as(&admin_url(), OURS).await;
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = $1 AND backend_type = 'client backend'
-               AND application_name NOT LIKE $2",
-            &[&db.name, &OURS_LIKE],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    over_service_backends(db, "count(*)").await
 }
 
 /// Terminates the service's backends on `db` (only those); how many.
 async fn terminate_service_backends(db: &TestDb) -> i64 {
+    over_service_backends(db, "count(*) FILTER (WHERE pg_terminate_backend(pid))").await
+}
+
+/// `select` (an aggregate) over the service's client backends on `db`.
+async fn over_service_backends(db: &TestDb, select: &str) -> i64 {
     let admin = connect_as(&admin_url(), OURS).await;
+    let sql = format!(
+        "SELECT {select} FROM pg_stat_activity
+         WHERE datname = $1 AND backend_type = 'client backend'
+           AND application_name NOT LIKE $2"
+    );
     admin
-        .query_one(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE datname = $1 AND backend_type = 'client backend'
-               AND application_name NOT LIKE $2",
-            &[&db.name, &OURS_LIKE],
-        )
+        .query_one(&sql, &[&db.name, &OURS_LIKE])
         .await
         .unwrap()
         .get(0)
