@@ -191,7 +191,9 @@ impl Default for WorkersConfig {
 pub struct BatchConfig {
     /// Most alerts (and most requests) written in one round trip.
     pub max_rows: usize,
-    /// How long a worker waits for more requests to fill a batch once it holds one.
+    /// How long a worker holding a batch waits for more requests to join it,
+    /// only while more are queued. 0 (the default): it takes what is queued
+    /// and writes at once; the other workers' commits are the batching window.
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
 }
@@ -200,7 +202,7 @@ impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
             max_rows: 100,
-            linger: Duration::from_millis(1),
+            linger: Duration::ZERO,
         }
     }
 }

@@ -127,9 +127,10 @@ impl<S: BatchSink> Worker<S> {
         }
     }
 
-    /// Blocks for a first request; if more are queued, gathers them until the
-    /// batch is full or `batch.linger` has passed. `None` once the queue is
-    /// closed and empty.
+    /// Blocks for a first request, then takes those already queued until the
+    /// batch is full; with a `batch.linger`, and only if more were queued,
+    /// keeps taking them until it has passed. `None` once the queue is closed
+    /// and empty.
     fn collect(&self, carry: Option<Job>) -> Option<Batch> {
         let mut batch = Batch::new(self.settings.batch.max_rows);
         match carry.and_then(|job| self.live(job)) {
@@ -143,18 +144,19 @@ impl<S: BatchSink> Worker<S> {
         }
         // Linger only under load: with nothing else queued, waiting for company
         // would add `linger` to every request while the database idles.
-        if self.rx.is_empty() {
-            return Some(batch);
-        }
+        let linger = !self.rx.is_empty() && !self.settings.batch.linger.is_zero();
         let linger_until = Instant::now() + self.settings.batch.linger;
         while !batch.is_full() {
-            match self.rx.recv_deadline(linger_until) {
-                Ok(job) => {
-                    if let Some(job) = self.live(job) {
-                        self.add(&mut batch, job);
-                    }
-                }
+            let next = match self.rx.try_recv() {
+                Ok(job) => job,
+                Err(_) if linger => match self.rx.recv_deadline(linger_until) {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
                 Err(_) => break,
+            };
+            if let Some(job) = self.live(next) {
+                self.add(&mut batch, job);
             }
         }
         Some(batch)
