@@ -625,8 +625,17 @@ async fn two_instances_on_one_database_store_each_episode_once() {
         .await
         .unwrap();
     let (applied, latest): (i64, i64) = (row.get(0), row.get(1));
-    assert!(latest >= 3, "every migration ran: {latest}");
+    assert!(latest >= 4, "every migration ran: {latest}");
     assert_eq!(applied, latest, "each migration applied once");
+    let gin: Vec<String> = client
+        .query_one(
+            "SELECT reloptions FROM pg_class WHERE relname = 'alerts_labels_idx'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(gin, ["gin_pending_list_limit=64"], "migration 0004");
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "partition history by time",
         sql: include_str!("migrations/0003_partition_history.sql"),
     },
+    Migration {
+        version: 4,
+        name: "small GIN pending list",
+        sql: include_str!("migrations/0004_gin_pending_list.sql"),
+    },
 ];
 
 /// Applies the missing migrations; returns the versions it applied.
