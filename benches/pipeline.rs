@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alert_ingest::config::{BatchConfig, Config, DatabaseConfig, LimitsConfig};
+use alert_ingest::config::{Config, DatabaseConfig, LimitsConfig};
 use alert_ingest::history::History;
 use alert_ingest::ingress::{new_pool, Auth, Ingress, Reloadable};
 use alert_ingest::model::Interner;
@@ -115,12 +115,7 @@ async fn ingress_with_discard() -> Ingress {
         interner: interner.clone(),
         metrics: metrics.clone(),
     });
-    // No linger: one request at a time, so waiting for company only adds latency.
-    let batch = BatchConfig {
-        linger: Duration::ZERO,
-        ..config.batch.clone()
-    };
-    let settings = Settings::new(&batch, &DatabaseConfig::default());
+    let settings = Settings::new(&config.batch, &DatabaseConfig::default());
     // The worker runs for the life of the benchmark process.
     std::mem::forget(Workers::spawn(settings, rx, shared, vec![Discard]).unwrap());
     Ingress {
