@@ -11,6 +11,7 @@ use common::{count, test_config, webhook, Service, TestDb};
 
 /// Failed writes counted as lost connections (what the failpoints report).
 const CONNECTION_ERRORS: &str = r#"alert_ingest_db_errors_total{class="connection"}"#;
+const DATA_ERRORS: &str = r#"alert_ingest_db_errors_total{class="data"}"#;
 use serde_json::json;
 
 fn body(i: usize) -> String {
@@ -57,6 +58,11 @@ async fn commit_with_a_lost_answer_is_written_again_and_stored_once() {
         service.metric(CONNECTION_ERRORS).await,
         1,
         "the failpoint fired once"
+    );
+    assert_eq!(
+        service.metric(DATA_ERRORS).await,
+        0,
+        "the second write skips the committed notification instead of colliding with it"
     );
     scenario.teardown();
 }

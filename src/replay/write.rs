@@ -183,6 +183,8 @@ impl Writer<'_> {
                 NotificationRow::new(&c.webhook.notification, alerts, c.received_at, c.request_id);
             rows.push_notification(row);
         }
+        // A replay may repeat what was stored, by the service or another replay.
+        rows.set_may_be_stored();
         rows
     }
 

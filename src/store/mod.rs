@@ -38,8 +38,12 @@ pub const HISTORY_APPLICATION_NAME: &str = "alert-ingest-history";
 /// episode inserted or changed, and records the notifications, in a single
 /// statement (one round trip, one implicit transaction, committed when it
 /// returns). Rows are sorted by key so that concurrent writers lock episodes
-/// in the same order and cannot deadlock each other.
-const WRITE_BATCH: &str = "
+/// in the same order and cannot deadlock each other. `$on_conflict` ends the
+/// notifications insert: see `WRITE_BATCH` and `WRITE_BATCH_AGAIN`.
+macro_rules! write_batch {
+    ($on_conflict:literal) => {
+        concat!(
+            "
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[])
@@ -76,9 +80,26 @@ WITH input AS (
         AS n(receiver, status, group_key, group_labels, common_labels, common_annotations,
              external_url, truncated_alerts, notification_reason, alert_count, received_at,
              request_id)
-    ON CONFLICT (received_at, request_id) DO NOTHING
+    ",
+            $on_conflict,
+            "
 )
-SELECT count(*) FROM changed";
+SELECT count(*) FROM changed"
+        )
+    };
+}
+
+/// A batch first written: its notifications cannot be stored yet (each has
+/// the key drawn when its request arrived), so they are plainly inserted,
+/// which costs PostgreSQL less than `ON CONFLICT` (issue #3). The unique
+/// index still refuses a duplicate; the workers then write each request
+/// again with `WRITE_BATCH_AGAIN`.
+const WRITE_BATCH: &str = write_batch!("");
+
+/// A batch that may be stored already (written again after an unknown
+/// outcome such as a connection lost during COMMIT, or replayed): a
+/// notification found by its key is skipped.
+const WRITE_BATCH_AGAIN: &str = write_batch!("ON CONFLICT (received_at, request_id) DO NOTHING");
 
 /// When each of a set of episodes last changed (`updated_at`, the receipt
 /// time of the delivery that changed it); episodes not stored are absent.
@@ -227,7 +248,12 @@ impl Store {
         let result = self
             .bounded(async {
                 fail::fail_point!("store::write::before", |_| Err(failpoint("before")));
-                let statement = client.prepare_cached(WRITE_BATCH).await?;
+                let sql = if rows.may_be_stored() {
+                    WRITE_BATCH_AGAIN
+                } else {
+                    WRITE_BATCH
+                };
+                let statement = client.prepare_cached(sql).await?;
                 let row = client.query_one(&statement, &rows.params()).await?;
                 // Committed, but the caller hears of a lost connection: the
                 // outcome it cannot know, as when COMMIT's answer is lost.

@@ -119,6 +119,8 @@ pub struct Rows<'a> {
     n_alert_count: Vec<i32>,
     n_received_at: Vec<OffsetDateTime>,
     n_request_id: Vec<i64>,
+    /// See `may_be_stored`.
+    again: bool,
 }
 
 impl<'a> Rows<'a> {
@@ -148,6 +150,17 @@ impl<'a> Rows<'a> {
         self.n_alert_count.push(row.alert_count);
         self.n_received_at.push(row.received_at);
         self.n_request_id.push(row.request_id);
+    }
+
+    /// Marks rows that may be in the database already: written again after
+    /// an unknown outcome, or replayed. Their notifications are then only
+    /// added where absent (alerts and events are idempotent either way).
+    pub fn set_may_be_stored(&mut self) {
+        self.again = true;
+    }
+
+    pub fn may_be_stored(&self) -> bool {
+        self.again
     }
 
     /// The `alertname` of each alert row, in order.

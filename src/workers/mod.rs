@@ -236,7 +236,12 @@ impl<S: BatchSink> Worker<S> {
 
     /// Writes the batch (or one request's part), retrying what may pass.
     fn write(&self, batch: &Batch, only: Option<usize>) -> Result<Written, StoreError> {
-        let rows = batch.rows(&self.shared.interner, only);
+        let mut rows = batch.rows(&self.shared.interner, only);
+        if only.is_some() {
+            // After a failed batch, which an earlier attempt of may have
+            // committed before its answer was lost.
+            rows.set_may_be_stored();
+        }
         let metrics = &self.shared.metrics;
         let mut attempt = 1;
         loop {
@@ -262,6 +267,8 @@ impl<S: BatchSink> Worker<S> {
                         return Err(e);
                     }
                     std::thread::sleep(RETRY_BACKOFF * attempt);
+                    // It may have committed before the failure reached us.
+                    rows.set_may_be_stored();
                     attempt += 1;
                 }
             }
