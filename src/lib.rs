@@ -8,8 +8,9 @@
 //!   into a pooled buffer, maps every error to a status (never 429).
 //! - [`parse`]: bytes → [`model`] with simd-json in place; interns label strings.
 //! - [`queue`]: the bounded channel; `try_enqueue` only, full → 503.
-//! - [`workers`]: fixed thread pool; fingerprint cache, batches (size or
-//!   linger), group commit, answers the requests a commit completes.
+//! - [`workers`]: fixed thread pool; fingerprint cache, batches (what is
+//!   queued, up to a size), group commit, answers the requests a commit
+//!   completes.
 //! - [`store`]: PostgreSQL pool, migrations, the one-statement batch write,
 //!   error classification.
 //!
