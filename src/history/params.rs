@@ -252,10 +252,14 @@ fn parse_time(name: &str, value: &str) -> Result<OffsetDateTime, HistoryError> {
         })
 }
 
-/// Years 1 to 9999, as the webhook parser accepts (PostgreSQL's range is
-/// wider, but not as wide as `time`'s).
+/// Years 1 to 9999 in UTC, as the webhook parser accepts (PostgreSQL's range
+/// is wider, but not as wide as `time`'s). `checked_to_offset`, as in
+/// `parse::timestamp`: a valid RFC 3339 time such as
+/// `9999-12-31T23:59:59-23:00` is past `time`'s range in UTC, where
+/// `to_offset` would panic.
 fn in_range(t: &OffsetDateTime) -> bool {
-    (1..=9999).contains(&t.to_offset(time::UtcOffset::UTC).year())
+    t.checked_to_offset(time::UtcOffset::UTC)
+        .is_some_and(|utc| (1..=9999).contains(&utc.year()))
 }
 
 fn parse_limit(value: &str) -> Result<i64, HistoryError> {
@@ -329,6 +333,10 @@ mod tests {
         assert_eq!(
             rejected(AlertsQuery::parse("since=0000-12-31T00:00:00Z")),
             "since"
+        );
+        assert_eq!(
+            rejected(AlertsQuery::parse("until=9999-12-31T23:59:59-23:00")),
+            "until"
         );
         let ancient = URL_SAFE_NO_PAD.encode("-210000000000000000.0223b772b51c29e1");
         assert_eq!(
