@@ -119,8 +119,8 @@ pub struct Rows<'a> {
     n_alert_count: Vec<i32>,
     n_received_at: Vec<OffsetDateTime>,
     n_request_id: Vec<i64>,
-    /// See `may_be_stored`.
-    again: bool,
+    /// See `set_may_be_stored`.
+    may_be_stored: bool,
 }
 
 impl<'a> Rows<'a> {
@@ -156,11 +156,11 @@ impl<'a> Rows<'a> {
     /// an unknown outcome, or replayed. Their notifications are then only
     /// added where absent (alerts and events are idempotent either way).
     pub fn set_may_be_stored(&mut self) {
-        self.again = true;
+        self.may_be_stored = true;
     }
 
     pub fn may_be_stored(&self) -> bool {
-        self.again
+        self.may_be_stored
     }
 
     /// The `alertname` of each alert row, in order.
