@@ -20,14 +20,13 @@ impl HistoryError {
         match self {
             HistoryError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             HistoryError::NotFound(_) => StatusCode::NOT_FOUND,
-            // Values the parameters' checks let through but PostgreSQL refused.
-            HistoryError::Store(StoreError::Data(_)) => StatusCode::BAD_REQUEST,
-            // A query of ours PostgreSQL cannot run: a bug, not an outage.
-            HistoryError::Store(StoreError::Database { class: "other", .. }) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            HistoryError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
-            HistoryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HistoryError::Store(e) => match e.class() {
+                // Values the parameters' checks let through but PostgreSQL refused.
+                "data" => StatusCode::BAD_REQUEST,
+                // A query of ours PostgreSQL cannot run: a bug, not an outage.
+                "other" | "config" => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            },
         }
     }
 
@@ -36,14 +35,12 @@ impl HistoryError {
         match self {
             HistoryError::BadParameter { .. } => "bad_parameter",
             HistoryError::NotFound(_) => "not_found",
-            HistoryError::Store(StoreError::Data(_)) => "invalid_query",
-            HistoryError::Store(StoreError::Database { class: "other", .. }) => "query_failed",
-            HistoryError::Store(StoreError::Timeout(_)) => "query_timeout",
-            HistoryError::Store(StoreError::Database {
-                class: "timeout", ..
-            }) => "query_timeout",
-            HistoryError::Store(e) if e.is_retryable() => "database_unavailable",
-            HistoryError::Store(_) => "query_failed",
+            HistoryError::Store(e) => match e.class() {
+                "data" => "invalid_query",
+                "timeout" => "query_timeout",
+                "other" | "config" => "query_failed",
+                _ => "database_unavailable",
+            },
         }
     }
 }

@@ -11,7 +11,6 @@ mod params;
 mod sql;
 
 pub use error::HistoryError;
-pub use params::{Cursor, MAX_LIMIT};
 
 use bytes::Bytes;
 use time::format_description::well_known::Rfc3339;
@@ -20,7 +19,7 @@ use tokio_postgres::Row;
 
 use crate::store::Store;
 
-use params::{valid_fingerprint, AlertsQuery, EpisodesQuery, StatsQuery};
+use params::{valid_fingerprint, AlertsQuery, Cursor, EpisodesQuery, StatsQuery};
 use sql::Sql;
 
 /// The OpenAPI 3 description of these routes; a test keeps it true.

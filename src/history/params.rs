@@ -8,7 +8,7 @@ use base64::Engine;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use crate::model::{unix_micros, Status};
+use crate::model::{unix_micros, Fingerprint, Status};
 
 use super::HistoryError;
 
@@ -110,8 +110,7 @@ impl GroupBy {
 
 /// A fingerprint as Alertmanager prints it: 16 lowercase hex digits.
 pub fn valid_fingerprint(s: &str) -> Option<&str> {
-    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    (s.len() == 16 && s.bytes().all(hex)).then_some(s)
+    Fingerprint::parse_hex(s).map(|_| s)
 }
 
 impl AlertsQuery {
