@@ -27,7 +27,7 @@ use crate::workers::{EpisodeCache, Settings, Shared, Workers};
 /// Pause between attempts to migrate the schema while PostgreSQL is unreachable.
 const MIGRATE_RETRY: Duration = Duration::from_secs(1);
 /// How long startup waits for the first migration attempt (see
-/// `migrate_in_background`).
+/// `maintain_in_background`).
 const MIGRATE_STARTUP_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]

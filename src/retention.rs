@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::{OffsetDateTime, Time};
+use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::config::RetentionConfig;
@@ -68,7 +68,7 @@ impl Retention {
         loop {
             tokio::select! {
                 _ = every.tick() => {
-                    self.run_and_report(None).await;
+                    self.run_and_report().await;
                 }
                 // A new interval's first tick is at once: the run follows.
                 // (Once the sender is gone this branch no longer matches.)
@@ -80,34 +80,36 @@ impl Retention {
         }
     }
 
-    /// One run (at `now`, or the database's time), logged and counted.
-    pub async fn run_and_report(&self, now: Option<OffsetDateTime>) -> Option<Report> {
-        let (outcome, report) = match self.run(now, self.config.enabled).await {
+    /// One run at the database's time, logged and counted.
+    async fn run_and_report(&self) {
+        let outcome = match self.run(None, self.config.enabled).await {
             Ok(Some(report)) => {
                 self.record(&report);
-                let failed = !report.errors.is_empty();
-                (if failed { "failed" } else { "completed" }, Some(report))
+                if report.errors.is_empty() {
+                    "completed"
+                } else {
+                    "failed"
+                }
             }
             Ok(None) => {
                 tracing::debug!("retention: another instance holds the lock; skipped");
-                ("skipped", None)
+                "skipped"
             }
             Err(e) => {
                 tracing::warn!(error = %e, "retention run failed");
-                ("failed", None)
+                "failed"
             }
         };
         self.metrics
             .retention_runs
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
-        report
     }
 
     /// `prepare` now, logged; for startup, where a failure only means the
     /// default partition catches rows until the next run.
     pub async fn prepare_and_report(&self) {
-        match self.run(None, false).await {
+        match self.prepare().await {
             Ok(Some(report)) => self.record(&report),
             Ok(None) => tracing::debug!("partitions: another instance is making them"),
             Err(e) => tracing::warn!(error = %e, "cannot create partitions yet"),
@@ -174,12 +176,13 @@ impl Retention {
         let cutoff = now - time::Duration::days(self.config.days.into());
         let batch = self.config.delete_batch as i64;
         for table in PARTITIONED {
-            self.create_partitions(session, table, now, cutoff, &mut report)
+            let partitions = self
+                .create_partitions(session, table, now, cutoff, &mut report)
                 .await?;
             if !delete {
                 continue;
             }
-            for partition in expired(&session.partitions(table).await?, cutoff) {
+            for partition in expired(&partitions, cutoff) {
                 match session.drop_partition(&partition).await {
                     Ok(()) => report.dropped.push(partition.name),
                     Err(e) => report
@@ -201,7 +204,7 @@ impl Retention {
 
     /// Creates `table`'s missing partitions from today (or from the oldest
     /// row within retention that its default partition holds) to
-    /// `premake` partitions ahead.
+    /// `premake` partitions ahead. Returns the partitions `table` then has.
     async fn create_partitions(
         &self,
         session: &mut Maintenance,
@@ -209,7 +212,7 @@ impl Retention {
         now: OffsetDateTime,
         cutoff: OffsetDateTime,
         report: &mut Report,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Partition>, StoreError> {
         let oldest = session.oldest_in_default(table, cutoff).await?;
         let wanted = wanted(&self.config, now, oldest);
         let existing: Vec<Range> = (session.partitions(table).await?)
@@ -242,7 +245,7 @@ impl Retention {
         }
         let partitions = session.partitions(table).await?;
         report.horizon = report.horizon.min(covered_ahead(&partitions, now));
-        Ok(())
+        Ok(partitions)
     }
 
     fn record(&self, report: &Report) {
@@ -297,9 +300,7 @@ fn schedule(interval: Duration) -> tokio::time::Interval {
 fn aligned(t: OffsetDateTime, days: u32) -> OffsetDateTime {
     let day = t.unix_timestamp().div_euclid(86_400);
     let start = day - day.rem_euclid(i64::from(days));
-    OffsetDateTime::from_unix_timestamp(start * 86_400)
-        .expect("a day within the timestamp range")
-        .replace_time(Time::MIDNIGHT)
+    OffsetDateTime::from_unix_timestamp(start * 86_400).expect("a day within the timestamp range")
 }
 
 /// The partitions that should exist: from the one holding `oldest` (a row
@@ -422,7 +423,7 @@ mod tests {
         let day = |d: u8| {
             OffsetDateTime::new_utc(
                 time::Date::from_calendar_date(2026, time::Month::November, d).unwrap(),
-                Time::MIDNIGHT,
+                time::Time::MIDNIGHT,
             )
         };
         let weekly = vec![range(day(19), day(26))];

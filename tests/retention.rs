@@ -233,13 +233,13 @@ async fn two_instances_never_run_at_once() {
     let db = TestDb::create().await;
     let store = migrated(&db).await;
     let client = db.client().await;
-    // Another instance's run, in progress: it holds the lock.
+    // An unrelated advisory lock, one letter off retention's key, does not
+    // block a run.
     client
         .execute("SELECT pg_advisory_lock(x'616c727472657472'::bigint)", &[])
         .await
         .unwrap();
     let other = Store::new(&test_config(&db.url).database).unwrap();
-    // (The key above is deliberately wrong by one letter: it must not block.)
     assert!(retention(&other, policy())
         .run_once(NOW)
         .await
