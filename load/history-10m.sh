@@ -223,8 +223,7 @@ SELECT l.fingerprint, e.starts_at, l.alertname, e.status, l.labels,
        jsonb_build_object('summary', l.summary, 'runbook_url', l.runbook_url,
                           'description', format('Value %s over the threshold for 5m.', e.value)),
        CASE e.status WHEN 'resolved' THEN e.ends END, l.generator_url, l.receiver,
-       CASE WHEN e.status = 'firing' OR e.seen < e.ends THEN least(e.seen, :'t0')
-            ELSE least(e.seen, :'t0') END,
+       least(e.seen, :'t0'),
        CASE WHEN e.status = 'firing' THEN least(e.seen, :'t0')
             WHEN e.seen < e.ends THEN least(e.ends + e.resolved_after, :'t0')
             ELSE least(e.seen, :'t0') END

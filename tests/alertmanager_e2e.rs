@@ -242,8 +242,6 @@ impl Sent {
     }
 }
 
-/// Five alerts, two alertnames. The awkward values are deliberate: Unicode,
-/// quotes and a backslash must survive Alertmanager, JSON and jsonb unchanged.
 /// The resolutions of the alerts meant to resolve, ended at `at`.
 fn resolutions(sent: &[Sent], at: OffsetDateTime) -> Vec<Value> {
     sent.iter()
@@ -261,6 +259,8 @@ fn resolved_fingerprints(sent: &[Sent], seen: &[Seen]) -> Vec<String> {
         .collect()
 }
 
+/// Five alerts, two alertnames. The awkward values are deliberate: Unicode,
+/// quotes and a backslash must survive Alertmanager, JSON and jsonb unchanged.
 fn alerts_to_send() -> Vec<Sent> {
     // Nine significant sub-second digits: Alertmanager keeps nanoseconds in
     // its webhooks, PostgreSQL keeps microseconds, so truncation is exercised.

@@ -162,19 +162,15 @@ fn write(writer: &write::Writer<'_>, captured: &[Captured], summary: &mut Summar
     tracing::info!(alerts = summary.alerts, elapsed = ?started.elapsed(), "written");
 }
 
-/// A bar on stderr for a person watching; hidden when stderr is not a
-/// terminal (a log file, CI), where it would only be noise.
+/// A bar on stderr for a person watching. indicatif's stderr target draws
+/// nothing when stderr is not a terminal (a log file, CI), where it would
+/// only be noise (`tests/replay.rs` checks).
 fn progress_bar(len: u64, stage: &'static str, counts: &str) -> ProgressBar {
-    let target = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
     let template = format!("{{prefix:>7}} [{{bar:40}}] {counts} ({{eta}})");
     let style = ProgressStyle::with_template(&template)
         .expect("a valid template")
         .progress_chars("=> ");
-    ProgressBar::with_draw_target(Some(len), target)
+    ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
         .with_style(style)
         .with_prefix(stage)
 }
