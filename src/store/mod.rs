@@ -231,42 +231,34 @@ impl Store {
 
     /// Whether PostgreSQL answers a trivial query within the timeouts.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.connection().await?;
-        let result = self
-            .bounded(async {
-                client.simple_query("SELECT 1").await?;
-                Ok(())
-            })
-            .await;
-        discard_if_timed_out(client, &result);
-        result
+        self.on_connection(async |client| {
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Writes and commits one batch; see `WRITE_BATCH`.
     pub async fn write(&self, rows: &Rows<'_>) -> Result<Written, StoreError> {
-        let client = self.connection().await?;
-        let result = self
-            .bounded(async {
-                fail::fail_point!("store::write::before", |_| Err(failpoint("before")));
-                let sql = if rows.may_be_stored() {
-                    WRITE_BATCH_AGAIN
-                } else {
-                    WRITE_BATCH
-                };
-                let statement = client.prepare_cached(sql).await?;
-                let row = client.query_one(&statement, &rows.params()).await?;
-                // Committed, but the caller hears of a lost connection: the
-                // outcome it cannot know, as when COMMIT's answer is lost.
-                fail::fail_point!("store::write::after_commit", |_| {
-                    Err(failpoint("after_commit"))
-                });
-                Ok(Written {
-                    changed: row.get::<_, i64>(0) as u64,
-                })
+        self.on_connection(async |client| {
+            fail::fail_point!("store::write::before", |_| Err(failpoint("before")));
+            let sql = if rows.may_be_stored() {
+                WRITE_BATCH_AGAIN
+            } else {
+                WRITE_BATCH
+            };
+            let statement = client.prepare_cached(sql).await?;
+            let row = client.query_one(&statement, &rows.params()).await?;
+            // Committed, but the caller hears of a lost connection: the
+            // outcome it cannot know, as when COMMIT's answer is lost.
+            fail::fail_point!("store::write::after_commit", |_| {
+                Err(failpoint("after_commit"))
+            });
+            Ok(Written {
+                changed: row.get::<_, i64>(0) as u64,
             })
-            .await;
-        discard_if_timed_out(client, &result);
-        result
+        })
+        .await
     }
 
     /// Runs one read query (the history API's), bounded by the pool's timeout.
@@ -275,12 +267,8 @@ impl Store {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let client = self.connection().await?;
-        let result = self
-            .bounded(async { Ok(client.query(sql, params).await?) })
-            .await;
-        discard_if_timed_out(client, &result);
-        result
+        self.on_connection(async |client| Ok(client.query(sql, params).await?))
+            .await
     }
 
     /// When each stored one of `episodes` last changed, in microseconds since
@@ -295,18 +283,14 @@ impl Store {
             .iter()
             .map(|e| from_unix_micros(e.starts_at_us))
             .collect();
-        let client = self.connection().await?;
-        let result = self
-            .bounded(async {
-                let statement = client.prepare_cached(LAST_CHANGES).await?;
-                let rows = client
-                    .query(&statement, &[&fingerprints, &starts_at])
-                    .await?;
-                Ok(rows.iter().filter_map(last_change).collect())
-            })
-            .await;
-        discard_if_timed_out(client, &result);
-        result
+        self.on_connection(async |client| {
+            let statement = client.prepare_cached(LAST_CHANGES).await?;
+            let rows = client
+                .query(&statement, &[&fingerprints, &starts_at])
+                .await?;
+            Ok(rows.iter().filter_map(last_change).collect())
+        })
+        .await
     }
 
     pub fn close(&self) {
@@ -315,6 +299,18 @@ impl Store {
 
     async fn connection(&self) -> Result<Object, StoreError> {
         Ok(self.pool.get().await?)
+    }
+
+    /// Runs `op` on a pooled connection within the client-side bound; a
+    /// connection whose operation timed out never goes back to the pool.
+    async fn on_connection<T>(
+        &self,
+        op: impl AsyncFnOnce(&Object) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let client = self.connection().await?;
+        let result = self.bounded(op(&client)).await;
+        discard_if_timed_out(client, &result);
+        result
     }
 
     /// The client-side bound on a database operation: a server that is hung
