@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -57,8 +56,6 @@ pub struct App {
     /// The configuration the service started with: what a reload cannot
     /// change is compared against it.
     started: Config,
-    /// The log filter in force (the caller applies it; see `reload`).
-    log_level: Mutex<String>,
 }
 
 /// What a reload did.
@@ -152,18 +149,16 @@ impl App {
             done,
             ingress,
             retention: retention_reloads,
-            log_level: Mutex::new(started.log.level.clone()),
             started,
         })
     }
 
     /// Applies what can change while serving (auth secrets, limits,
     /// retention) from `new`, a validated configuration, and names the
-    /// sections that changed but need a restart. `log` is the caller's
-    /// (it owns the subscriber); it is compared here only to be reported.
-    /// Nothing is applied when the new auth cannot be loaded.
+    /// sections that changed but need a restart. `log.level` is the caller's
+    /// (it owns the subscriber). Nothing is applied when the new auth cannot
+    /// be loaded.
     pub fn reload(&self, new: Config) -> Result<Reloaded, StartError> {
-        let mut log_level = self.log_level.lock();
         let mut reloaded = Reloaded::default();
         // Secret files are read again every time: a rotated token keeps
         // its path, so comparing the configuration would miss it.
@@ -187,10 +182,6 @@ impl App {
             changed
         }) {
             reloaded.applied.push("retention");
-        }
-        if new.log.level != *log_level {
-            *log_level = new.log.level.clone();
-            reloaded.applied.push("log.level");
         }
         let (s, n) = (&self.started, &new);
         for (changed, section) in [

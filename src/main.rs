@@ -196,8 +196,8 @@ fn reload(app: &App, source: &Source) {
     let level = config.log.level.clone();
     match app.reload(config) {
         Ok(mut reloaded) => {
-            if reloaded.applied.contains(&"log.level") && !source.log.set(&level) {
-                reloaded.applied.retain(|&section| section != "log.level");
+            if source.log.set(&level) {
+                reloaded.applied.push("log.level");
             }
             tracing::info!(applied = ?reloaded.applied, "SIGHUP: configuration reloaded");
             if !reloaded.needs_restart.is_empty() {
@@ -213,12 +213,21 @@ fn reload(app: &App, source: &Source) {
     }
 }
 
-/// The log filter, replaceable while running.
-struct LogLevel(reload::Handle<EnvFilter, Registry>);
+/// The log filter, replaceable while running, and the `log.level` last
+/// configured.
+struct LogLevel {
+    handle: reload::Handle<EnvFilter, Registry>,
+    configured: std::sync::Mutex<String>,
+}
 
 impl LogLevel {
-    /// Whether the new level is now in force.
+    /// Whether `level` is a change now in force.
     fn set(&self, level: &str) -> bool {
+        let mut configured = self.configured.lock().expect("never poisoned");
+        if *configured == level {
+            return false;
+        }
+        *configured = level.to_owned();
         // A valid $RUST_LOG pinned the filter at startup; an invalid one was
         // ignored then (log.level applied), and is ignored now.
         if EnvFilter::try_from_default_env().is_ok() {
@@ -226,7 +235,7 @@ impl LogLevel {
             return false;
         }
         // Validated with the rest of the configuration.
-        EnvFilter::try_new(level).is_ok_and(|filter| self.0.reload(filter).is_ok())
+        EnvFilter::try_new(level).is_ok_and(|filter| self.handle.reload(filter).is_ok())
     }
 }
 
@@ -248,7 +257,10 @@ fn init_logging(log: &LogConfig) -> LogLevel {
         .with(text)
         .with(json)
         .init();
-    LogLevel(handle)
+    LogLevel {
+        handle,
+        configured: std::sync::Mutex::new(log.level.clone()),
+    }
 }
 
 /// Whole-process CPU profile, written as a flamegraph on shutdown.

@@ -203,13 +203,7 @@ impl Client {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> (u16, serde_json::Value) {
-        let sent = self
-            .http
-            .post(format!("{}/webhook", self.base))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await;
+        let sent = self.webhook(content_type).body(body).send().await;
         let Ok(response) = sent else {
             return (0, serde_json::Value::Null);
         };
@@ -225,9 +219,7 @@ impl Client {
     /// the body's text.
     pub async fn post_bearer(&self, token: &str, body: String) -> (u16, String) {
         let response = self
-            .http
-            .post(format!("{}/webhook", self.base))
-            .header("content-type", "application/json")
+            .webhook("application/json")
             .bearer_auth(token)
             .body(body)
             .send()
@@ -235,6 +227,13 @@ impl Client {
             .unwrap();
         let status = response.status().as_u16();
         (status, response.text().await.unwrap())
+    }
+
+    /// A `POST /webhook` with this content type, to be given a body.
+    fn webhook(&self, content_type: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/webhook", self.base))
+            .header("content-type", content_type)
     }
 
     /// Polls `/readyz` until it answers 200, for at most `within`.
