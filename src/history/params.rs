@@ -8,7 +8,7 @@ use base64::Engine;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use crate::model::{unix_micros, Fingerprint, Status};
+use crate::model::{from_unix_micros, unix_micros, Fingerprint, Status};
 
 use super::HistoryError;
 
@@ -73,11 +73,8 @@ impl Cursor {
     fn decode(value: &str) -> Option<Cursor> {
         let text = String::from_utf8(URL_SAFE_NO_PAD.decode(value).ok()?).ok()?;
         let (micros, fingerprint) = text.split_once('.')?;
-        let nanos = i128::from(micros.parse::<i64>().ok()?) * 1_000;
         Some(Cursor {
-            starts_at: OffsetDateTime::from_unix_timestamp_nanos(nanos)
-                .ok()
-                .filter(in_range)?,
+            starts_at: from_unix_micros(micros.parse().ok()?).filter(in_range)?,
             fingerprint: valid_fingerprint(fingerprint)?.to_owned(),
         })
     }

@@ -112,6 +112,11 @@ pub fn unix_micros(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000) as i64
 }
 
+/// The inverse of `unix_micros`; `None` outside `time`'s range.
+pub fn from_unix_micros(us: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).ok()
+}
+
 /// Serializes name/value pairs as a JSON object (the text of a `jsonb` column).
 pub fn json_object<'a, I>(pairs: impl Fn() -> I) -> String
 where

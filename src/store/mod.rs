@@ -18,7 +18,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::config::{DatabaseConfig, HistoryConfig};
-use crate::model::{unix_micros, Episode, Fingerprint};
+use crate::model::{from_unix_micros, unix_micros, Episode, Fingerprint};
 
 /// Bound on one run of the migrations, so that a hung server cannot hold the
 /// migration task forever. Generous: an index built over millions of rows
@@ -281,7 +281,10 @@ impl Store {
             episodes.iter().map(|e| e.fingerprint.to_string()).collect();
         let starts_at: Vec<OffsetDateTime> = episodes
             .iter()
-            .map(|e| from_unix_micros(e.starts_at_us))
+            .map(|e| {
+                from_unix_micros(e.starts_at_us)
+                    .expect("an episode's startsAt was parsed within the years 1 to 9999")
+            })
             .collect();
         self.on_connection(async |client| {
             let statement = client.prepare_cached(LAST_CHANGES).await?;
@@ -360,12 +363,6 @@ fn discard_if_timed_out<T>(client: Object, result: &Result<T, StoreError>) {
     if matches!(result, Err(StoreError::Timeout(_))) {
         drop(Object::take(client));
     }
-}
-
-/// The inverse of `unix_micros`, for an episode's `startsAt`.
-fn from_unix_micros(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
-        .expect("an episode's startsAt was parsed within the years 1 to 9999")
 }
 
 /// A row of `LAST_CHANGES` as `(episode, updated_at in µs)`; every stored
