@@ -25,11 +25,14 @@ fn fixtures() -> Vec<(String, Vec<u8>)> {
 }
 
 fn parse_bytes(body: &[u8]) -> Result<Webhook, ParseError> {
-    let interner = Interner::new(1000);
+    parse_with(&Interner::new(1000), body)
+}
+
+fn parse_with(interner: &Interner, body: &[u8]) -> Result<Webhook, ParseError> {
     parse(
         &mut body.to_vec(),
         &mut Scratch::default(),
-        &interner,
+        interner,
         &LimitsConfig::default(),
     )
 }
@@ -37,14 +40,7 @@ fn parse_bytes(body: &[u8]) -> Result<Webhook, ParseError> {
 /// Asserts the first alert's labels, in the order the parser keeps them.
 fn assert_first_labels(body: &str, expected: &[(&str, &str)]) {
     let interner = Interner::new(1000);
-    let mut body = body.as_bytes().to_vec();
-    let w = parse(
-        &mut body,
-        &mut Scratch::default(),
-        &interner,
-        &LimitsConfig::default(),
-    )
-    .unwrap();
+    let w = parse_with(&interner, body.as_bytes()).unwrap();
     let labels: Vec<(&str, &str)> = w.alerts[0]
         .labels
         .iter()

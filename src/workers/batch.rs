@@ -108,11 +108,20 @@ impl Batch {
         let mut rows = Rows::default();
         let wanted = |job: usize| only.is_none_or(|o| o == job);
         for entry in self.entries.iter().filter(|e| wanted(e.job)) {
-            rows.push_alert(alert_row(entry, &self.jobs[entry.job], interner));
+            let job = &self.jobs[entry.job];
+            let receiver = &job.webhook.notification.receiver;
+            rows.push_alert(AlertRow::new(
+                &entry.alert,
+                receiver,
+                job.received_at,
+                interner,
+            ));
         }
         for (_, job) in self.jobs.iter().enumerate().filter(|(i, _)| wanted(*i)) {
             if job.webhook.alerts.is_empty() {
-                rows.push_notification(notification_row(job));
+                let n = &job.webhook.notification;
+                let row = NotificationRow::new(n, job.alert_count, job.received_at, job.request_id);
+                rows.push_notification(row);
             }
         }
         rows
@@ -146,16 +155,6 @@ impl Batch {
             (i, job, complete)
         })
     }
-}
-
-fn alert_row<'a>(entry: &'a Entry, job: &'a Job, interner: &'a Interner) -> AlertRow<'a> {
-    let receiver = &job.webhook.notification.receiver;
-    AlertRow::new(&entry.alert, receiver, job.received_at, interner)
-}
-
-fn notification_row(job: &Job) -> NotificationRow<'_> {
-    let n = &job.webhook.notification;
-    NotificationRow::new(n, job.alert_count, job.received_at, job.request_id)
 }
 
 #[cfg(test)]
