@@ -177,6 +177,8 @@ impl Default for QueueConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersConfig {
     /// Worker threads; each writes one batch at a time on its own connection.
+    /// The first writes whatever is queued; the others only while more than
+    /// a full batch is (see `workers`).
     pub count: usize,
 }
 
@@ -193,7 +195,7 @@ pub struct BatchConfig {
     pub max_rows: usize,
     /// How long a worker holding a batch waits for more requests to join it,
     /// only while more are queued. 0 (the default): it takes what is queued
-    /// and writes at once; the other workers' commits are the batching window.
+    /// and writes at once; the commit in flight is the batching window.
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
 }

@@ -2,6 +2,13 @@
 //! unchanged repeats (fingerprint cache), gather a batch (size or linger),
 //! write it in one round trip, then answer every request it completes
 //! (group commit).
+//!
+//! The first worker writes whatever is queued, one batch after another. The
+//! others stand by and write only while the lead leaves more than a full
+//! batch queued, or what they find queued every `BACKLOG_CHECK`: every commit
+//! costs PostgreSQL about as much CPU as a dozen one-alert rows (issue #3),
+//! so small batches written side by side cost it more than one larger batch
+//! for the same requests.
 
 mod batch;
 mod cache;
@@ -13,7 +20,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::runtime::Runtime;
 
 use crate::config::{BatchConfig, DatabaseConfig};
@@ -24,6 +31,10 @@ use crate::telemetry::Metrics;
 
 /// Pause before writing a failed batch again; grows linearly per attempt.
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How often a standby worker looks at the queue unbidden, so that requests
+/// are not left waiting behind a lead stuck on a slow write.
+const BACKLOG_CHECK: Duration = Duration::from_millis(50);
 
 /// What every worker shares.
 pub struct Shared {
@@ -37,6 +48,8 @@ pub struct Shared {
 pub struct Settings {
     pub batch: BatchConfig,
     pub max_attempts: u32,
+    /// How often a standby looks at the queue unbidden (`BACKLOG_CHECK`).
+    pub backlog_check: Duration,
 }
 
 impl Settings {
@@ -44,6 +57,7 @@ impl Settings {
         Settings {
             batch: batch.clone(),
             max_attempts: database.max_attempts,
+            backlog_check: BACKLOG_CHECK,
         }
     }
 }
@@ -56,18 +70,28 @@ impl Workers {
     /// One worker thread per sink. Each worker owns its sink (for PostgreSQL,
     /// a dedicated connection) and a single-threaded tokio runtime that drives
     /// it on the worker's own thread: a batch's round trip then wakes no other
-    /// thread, and never waits behind HTTP work on the main runtime.
+    /// thread, and never waits behind HTTP work on the main runtime. The
+    /// first is the lead; the others stand by (see the module's doc).
     pub fn spawn<S: BatchSink>(
         settings: Settings,
         rx: Receiver<Job>,
         shared: Arc<Shared>,
         sinks: Vec<S>,
     ) -> std::io::Result<Workers> {
+        // Rung by the lead when it leaves more queued than a full batch; it
+        // holds the only sender, so standbys stop when it does.
+        let (backlog_tx, backlog_rx) = crossbeam_channel::bounded(1);
+        let mut backlog_tx = Some(backlog_tx);
         let threads = sinks
             .into_iter()
             .enumerate()
             .map(|(i, sink)| {
+                let role = match backlog_tx.take() {
+                    Some(tx) => Role::Lead(tx),
+                    None => Role::Standby(backlog_rx.clone()),
+                };
                 let worker = Worker {
+                    role,
                     rx: rx.clone(),
                     shared: shared.clone(),
                     settings: settings.clone(),
@@ -103,7 +127,16 @@ impl Workers {
     }
 }
 
+enum Role {
+    /// Writes whatever is queued; rings standbys when a full batch is left.
+    Lead(Sender<()>),
+    /// Writes only when rung, or when `backlog_check` passes with requests
+    /// queued; stops when the lead has.
+    Standby(Receiver<()>),
+}
+
 struct Worker<S> {
+    role: Role,
     rx: Receiver<Job>,
     shared: Arc<Shared>,
     settings: Settings,
@@ -113,30 +146,63 @@ struct Worker<S> {
 
 impl<S: BatchSink> Worker<S> {
     fn run(self) {
-        let mut carry = None;
-        while let Some(batch) = self.collect(carry.take()) {
-            // A bug that panics while writing must not take the worker (and
-            // with the last one, all ingestion) down: the batch's requests
-            // are dropped unanswered, which their handlers answer 503.
-            let flushed =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.flush(batch)));
-            carry = flushed.unwrap_or_else(|_| {
-                tracing::error!("a batch write panicked; its requests were answered 503");
-                None
-            });
+        match &self.role {
+            Role::Lead(backlog) => {
+                let mut carry = None;
+                while let Some(batch) = self.collect(carry.take(), Wait::ForFirst) {
+                    if batch.is_full() && !self.rx.is_empty() {
+                        let _ = backlog.try_send(());
+                    }
+                    carry = self.flush_guarded(batch);
+                }
+            }
+            Role::Standby(backlog) => loop {
+                if let Err(RecvTimeoutError::Disconnected) =
+                    backlog.recv_timeout(self.settings.backlog_check)
+                {
+                    break;
+                }
+                // Takes what is queued now; goes on only while batches fill
+                // (or a request spans several).
+                let mut carry = None;
+                while let Some(batch) = self.collect(carry.take(), Wait::No) {
+                    let full = batch.is_full();
+                    carry = self.flush_guarded(batch);
+                    if !full && carry.is_none() {
+                        break;
+                    }
+                }
+            },
         }
     }
 
-    /// Blocks for a first request, then takes those already queued until the
-    /// batch is full; with a `batch.linger`, and only if more were queued,
-    /// keeps taking them until it has passed. `None` once the queue is closed
-    /// and empty.
-    fn collect(&self, carry: Option<Job>) -> Option<Batch> {
+    /// A bug that panics while writing must not take the worker (and with
+    /// the last one, all ingestion) down: the batch's requests are dropped
+    /// unanswered, which their handlers answer 503.
+    fn flush_guarded(&self, batch: Batch) -> Option<Job> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.flush(batch))).unwrap_or_else(
+            |_| {
+                tracing::error!("a batch write panicked; its requests were answered 503");
+                None
+            },
+        )
+    }
+
+    /// Starts a batch with `carry` or a first request — blocking for it with
+    /// `Wait::ForFirst` — then takes those already queued until the batch is
+    /// full; with a `batch.linger`, and only if more were queued, keeps
+    /// taking them until it has passed. `None` when there is no first
+    /// request: the queue is closed and empty, or (`Wait::No`) empty.
+    fn collect(&self, carry: Option<Job>, wait: Wait) -> Option<Batch> {
         let mut batch = Batch::new(self.settings.batch.max_rows);
         match carry.and_then(|job| self.live(job)) {
             Some(job) => self.add(&mut batch, job),
             None => loop {
-                if let Some(job) = self.live(self.rx.recv().ok()?) {
+                let next = match wait {
+                    Wait::ForFirst => self.rx.recv().ok()?,
+                    Wait::No => self.rx.try_recv().ok()?,
+                };
+                if let Some(job) = self.live(next) {
                     self.add(&mut batch, job);
                     break;
                 }
@@ -274,6 +340,12 @@ impl<S: BatchSink> Worker<S> {
             }
         }
     }
+}
+
+#[derive(Clone, Copy)]
+enum Wait {
+    ForFirst,
+    No,
 }
 
 /// Answers a complete request; hands back an incomplete one that succeeded
