@@ -32,6 +32,9 @@ impl BatchSink for Picky {
     }
 }
 
+/// A standby check that never comes within a test.
+const NEVER: Duration = Duration::from_secs(3600);
+
 fn webhook(name: &str, fingerprint: u64, interner: &Interner) -> Webhook {
     testing::webhook(vec![testing::alert(
         fingerprint,
@@ -58,13 +61,7 @@ async fn a_refused_row_fails_only_its_request_even_inside_a_shared_batch() {
         answers.push(answer);
     }
     let sink = Picky::default();
-    let shared = Arc::new(Shared {
-        cache: EpisodeCache::new(100),
-        interner,
-        metrics: Arc::new(Metrics::new()),
-    });
-    let settings = Settings::new(&BatchConfig::default(), &DatabaseConfig::default());
-    let workers = Workers::spawn(settings, rx, shared, vec![sink.clone()]).unwrap();
+    let workers = spawn(rx, vec![sink.clone()], interner, NEVER);
 
     let mut outcomes = Vec::new();
     for answer in answers {
@@ -110,13 +107,7 @@ async fn a_request_whose_alert_rode_on_a_refused_row_is_retried_not_acknowledged
         queue.try_enqueue(job).unwrap();
         answers.push(answer);
     }
-    let shared = Arc::new(Shared {
-        cache: EpisodeCache::new(100),
-        interner,
-        metrics: Arc::new(Metrics::new()),
-    });
-    let settings = Settings::new(&BatchConfig::default(), &DatabaseConfig::default());
-    let workers = Workers::spawn(settings, rx, shared, vec![Picky::default()]).unwrap();
+    let workers = spawn(rx, vec![Picky::default()], interner, NEVER);
     let x_outcome = answers.remove(0).await.unwrap();
     let y_outcome = answers.remove(0).await.unwrap();
     assert!(
@@ -183,9 +174,10 @@ fn pair() -> Pair {
     }
 }
 
-fn spawn_pair(
+/// Workers with the default settings, one per sink (the first leads).
+fn spawn<S: BatchSink>(
     rx: crossbeam_channel::Receiver<Job>,
-    sinks: Vec<Tagged>,
+    sinks: Vec<S>,
     interner: Arc<Interner>,
     backlog_check: Duration,
 ) -> Workers {
@@ -228,9 +220,6 @@ async fn answered(
         .unwrap()
 }
 
-/// Never woken unbidden within a test.
-const NEVER: Duration = Duration::from_secs(3600);
-
 #[tokio::test]
 async fn the_standby_writes_nothing_while_the_lead_keeps_up() {
     let interner = Arc::new(Interner::new(100));
@@ -242,7 +231,7 @@ async fn the_standby_writes_nothing_while_the_lead_keeps_up() {
         ..
     } = pair();
     drop(release); // the lead's first write is not held
-    let workers = spawn_pair(rx, sinks, interner.clone(), NEVER);
+    let workers = spawn(rx, sinks, interner.clone(), NEVER);
     for i in 0..20 {
         let answer = enqueue(&queue, i..i + 1, &interner).remove(0);
         assert_eq!(answered(answer).await, Ok(Receipt { alerts: 1 }));
@@ -261,7 +250,7 @@ async fn the_lead_rings_the_standby_when_it_leaves_a_full_batch_queued() {
     // one-alert requests) and leaves 150.
     let mut answers = enqueue(&queue, 0..250, &interner);
     let pair = pair();
-    let workers = spawn_pair(rx, pair.sinks, interner.clone(), NEVER);
+    let workers = spawn(rx, pair.sinks, interner.clone(), NEVER);
     // Answered while the lead's write is still held: the standby wrote them.
     for answer in answers.drain(100..) {
         assert_eq!(answered(answer).await, Ok(Receipt { alerts: 1 }));
@@ -281,7 +270,7 @@ async fn the_standby_takes_over_what_waits_behind_a_stuck_lead() {
     let interner = Arc::new(Interner::new(100));
     let (queue, rx) = Queue::bounded(16);
     let pair = pair();
-    let workers = spawn_pair(rx, pair.sinks, interner.clone(), Duration::from_millis(10));
+    let workers = spawn(rx, pair.sinks, interner.clone(), Duration::from_millis(10));
     let first = enqueue(&queue, 0..1, &interner);
     // The lead is inside its (held) write before the others are queued.
     assert_eq!(pair.entered.recv_timeout(Duration::from_secs(5)), Ok(0));
