@@ -6,7 +6,7 @@
 //! The first worker writes whatever is queued, one batch after another. The
 //! others stand by and write only while the lead leaves more than a full
 //! batch queued, or what they find queued every `BACKLOG_CHECK`: every commit
-//! costs PostgreSQL about as much CPU as a dozen one-alert rows (issue #3),
+//! costs PostgreSQL as much CPU as 5 to 13 one-alert rows (issue #3),
 //! so small batches written side by side cost it more than one larger batch
 //! for the same requests.
 
