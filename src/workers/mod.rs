@@ -79,7 +79,7 @@ impl Workers {
         sinks: Vec<S>,
     ) -> std::io::Result<Workers> {
         // Rung by the lead when it leaves more queued than a full batch; it
-        // holds the only sender, so standbys stop when it does.
+        // holds the only sender, so standbys learn when it stops.
         let (backlog_tx, backlog_rx) = crossbeam_channel::bounded(1);
         let mut backlog_tx = Some(backlog_tx);
         let threads = sinks
@@ -131,7 +131,7 @@ enum Role {
     /// Writes whatever is queued; rings standbys when a full batch is left.
     Lead(Sender<()>),
     /// Writes only when rung, or when `backlog_check` passes with requests
-    /// queued; stops when the lead has.
+    /// queued; leads once the lead has stopped.
     Standby(Receiver<()>),
 }
 
@@ -147,32 +147,39 @@ struct Worker<S> {
 impl<S: BatchSink> Worker<S> {
     fn run(self) {
         match &self.role {
-            Role::Lead(backlog) => {
-                let mut carry = None;
-                while let Some(batch) = self.collect(carry.take(), Wait::ForFirst) {
-                    if batch.is_full() && !self.rx.is_empty() {
-                        let _ = backlog.try_send(());
-                    }
-                    carry = self.flush_guarded(batch);
-                }
-            }
-            Role::Standby(backlog) => loop {
-                if let Err(RecvTimeoutError::Disconnected) =
+            Role::Lead(backlog) => self.lead(Some(backlog)),
+            Role::Standby(backlog) => {
+                while let Ok(()) | Err(RecvTimeoutError::Timeout) =
                     backlog.recv_timeout(self.settings.backlog_check)
                 {
-                    break;
-                }
-                // Takes what is queued now; goes on only while batches fill
-                // (or a request spans several).
-                let mut carry = None;
-                while let Some(batch) = self.collect(carry.take(), Wait::No) {
-                    let full = batch.is_full();
-                    carry = self.flush_guarded(batch);
-                    if !full && carry.is_none() {
-                        break;
+                    // Takes what is queued now; goes on only while batches
+                    // fill (or a request spans several).
+                    let mut carry = None;
+                    while let Some(batch) = self.collect(carry.take(), Wait::No) {
+                        let full = batch.is_full();
+                        carry = self.flush_guarded(batch);
+                        if !full && carry.is_none() {
+                            break;
+                        }
                     }
                 }
-            },
+                // The lead has stopped. At shutdown it has drained the closed
+                // queue, and this returns at once; if a bug killed it, this
+                // worker leads from now on.
+                self.lead(None)
+            }
+        }
+    }
+
+    /// Writes whatever is queued, batch after batch, until the queue is
+    /// closed and empty; rings `backlog` when it leaves a full batch queued.
+    fn lead(&self, backlog: Option<&Sender<()>>) {
+        let mut carry = None;
+        while let Some(batch) = self.collect(carry.take(), Wait::ForFirst) {
+            if let Some(backlog) = backlog.filter(|_| batch.is_full() && !self.rx.is_empty()) {
+                let _ = backlog.try_send(());
+            }
+            carry = self.flush_guarded(batch);
         }
     }
 
