@@ -85,8 +85,7 @@ async fn a_refused_row_fails_only_its_request_even_inside_a_shared_batch() {
         "the batch, then the bad request alone: {writes:?}"
     );
     assert_eq!(writes.len(), 1 + 5, "then each request alone: {writes:?}");
-    queue.close();
-    assert!(workers.join(Instant::now() + Duration::from_secs(5)));
+    shut_down(&queue, workers);
 }
 
 #[tokio::test]
@@ -118,8 +117,7 @@ async fn a_request_whose_alert_rode_on_a_refused_row_is_retried_not_acknowledged
         matches!(x_outcome, Err(Failure::Unavailable(_))),
         "X's alert was not stored: {x_outcome:?}"
     );
-    queue.close();
-    assert!(workers.join(Instant::now() + Duration::from_secs(5)));
+    shut_down(&queue, workers);
 }
 
 /// Records which worker wrote how many alerts. The first write of a sink
@@ -210,6 +208,12 @@ fn enqueue(
         .collect()
 }
 
+/// Closes the queue; the workers must drain it and stop within 5 s.
+fn shut_down(queue: &Queue, workers: Workers) {
+    queue.close();
+    assert!(workers.join(Instant::now() + Duration::from_secs(5)));
+}
+
 /// A request's answer, or a failed test rather than a hung one.
 async fn answered(
     answer: tokio::sync::oneshot::Receiver<Result<Receipt, Failure>>,
@@ -238,8 +242,7 @@ async fn the_standby_writes_nothing_while_the_lead_keeps_up() {
     }
     let writes = writes.lock().clone();
     assert_eq!(writes, vec![(0, 1); 20], "every batch the lead's");
-    queue.close();
-    assert!(workers.join(Instant::now() + Duration::from_secs(5)));
+    shut_down(&queue, workers);
 }
 
 #[tokio::test]
@@ -261,8 +264,7 @@ async fn the_lead_rings_the_standby_when_it_leaves_a_full_batch_queued() {
         assert_eq!(answered(answer).await, Ok(Receipt { alerts: 1 }));
     }
     assert_eq!(*pair.writes.lock(), vec![(1, 100), (1, 50), (0, 100)]);
-    queue.close();
-    assert!(workers.join(Instant::now() + Duration::from_secs(5)));
+    shut_down(&queue, workers);
 }
 
 #[tokio::test]
@@ -284,6 +286,5 @@ async fn the_standby_takes_over_what_waits_behind_a_stuck_lead() {
     for answer in first {
         assert_eq!(answered(answer).await, Ok(Receipt { alerts: 1 }));
     }
-    queue.close();
-    assert!(workers.join(Instant::now() + Duration::from_secs(5)));
+    shut_down(&queue, workers);
 }
