@@ -152,16 +152,7 @@ impl<S: BatchSink> Worker<S> {
                 while let Ok(()) | Err(RecvTimeoutError::Timeout) =
                     backlog.recv_timeout(self.settings.backlog_check)
                 {
-                    // Takes what is queued now; goes on only while batches
-                    // fill (or a request spans several).
-                    let mut carry = None;
-                    while let Some(batch) = self.collect(carry.take(), Wait::No) {
-                        let full = batch.is_full();
-                        carry = self.flush_guarded(batch);
-                        if !full && carry.is_none() {
-                            break;
-                        }
-                    }
+                    self.take_backlog();
                 }
                 // The lead has stopped. At shutdown it has drained the closed
                 // queue, and this returns at once; if a bug killed it, this
@@ -180,6 +171,19 @@ impl<S: BatchSink> Worker<S> {
                 let _ = backlog.try_send(());
             }
             carry = self.flush_guarded(batch);
+        }
+    }
+
+    /// Writes what is queued now, without waiting for more; goes on only
+    /// while batches fill (or a request spans several).
+    fn take_backlog(&self) {
+        let mut carry = None;
+        while let Some(batch) = self.collect(carry.take(), Wait::No) {
+            let full = batch.is_full();
+            carry = self.flush_guarded(batch);
+            if !full && carry.is_none() {
+                return;
+            }
         }
     }
 
