@@ -15,14 +15,21 @@ pub const ENV_DATABASE_URL_FALLBACK: &str = "DATABASE_URL";
 pub const ENV_BEARER_TOKEN: &str = "ALERT_INGEST_AUTH_BEARER_TOKEN";
 pub const ENV_BASIC_USERNAME: &str = "ALERT_INGEST_AUTH_BASIC_USERNAME";
 pub const ENV_BASIC_PASSWORD: &str = "ALERT_INGEST_AUTH_BASIC_PASSWORD";
+/// `durability`: `spool` or `database`.
+pub const ENV_DURABILITY: &str = "ALERT_INGEST_DURABILITY";
+/// `spool.dir`.
+pub const ENV_SPOOL_DIR: &str = "ALERT_INGEST_SPOOL_DIR";
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// What a 2xx promises (see `Durability`).
+    pub durability: Durability,
     pub server: ServerConfig,
     pub auth: AuthConfig,
     pub database: DatabaseConfig,
     pub queue: QueueConfig,
+    pub spool: SpoolConfig,
     pub workers: WorkersConfig,
     pub batch: BatchConfig,
     pub cache: CacheConfig,
@@ -31,6 +38,37 @@ pub struct Config {
     pub history: HistoryConfig,
     pub retention: RetentionConfig,
     pub log: LogConfig,
+}
+
+/// When a webhook request is answered 2xx.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Once its body is synced (`fdatasync`) to the local spool; PostgreSQL
+    /// is loaded from the spool behind it, so a database outage or a slow
+    /// commit never reaches Alertmanager (see `spool`).
+    #[default]
+    Spool,
+    /// Once its alerts are committed in PostgreSQL; while PostgreSQL is down
+    /// or slow, webhooks are answered 503 and Alertmanager retries them.
+    Database,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Spool => "spool",
+            Durability::Database => "database",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Durability> {
+        match s {
+            "spool" => Some(Durability::Spool),
+            "database" => Some(Durability::Database),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -173,6 +211,33 @@ impl Default for QueueConfig {
     }
 }
 
+/// The local spool of `durability: spool`: an append-only log of segment
+/// files, loaded into PostgreSQL in order (see `spool`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Directory of the segment files, created if missing; relative paths
+    /// are relative to the working directory. One instance per directory
+    /// (a lock file refuses a second). Overridden by $ALERT_INGEST_SPOOL_DIR.
+    pub dir: PathBuf,
+    /// Most bytes the segment files may take on disk; past it, webhooks
+    /// get 503 `spool_full` until the loader has caught up.
+    pub max_bytes: u64,
+    /// A segment file is closed and a new one begun past this size; fully
+    /// loaded segments are deleted whole.
+    pub segment_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: PathBuf::from("./spool"),
+            max_bytes: 1024 * 1024 * 1024,
+            segment_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersConfig {
@@ -251,6 +316,10 @@ pub struct LimitsConfig {
     pub max_name_bytes: usize,
     /// Bytes in a label value.
     pub max_label_value_bytes: usize,
+    /// Bytes in the `alertname` label's value: it is indexed, and a btree
+    /// entry holds at most ~2,700 bytes, so a longer one could be acknowledged
+    /// (spool) and then refused by PostgreSQL.
+    pub max_alertname_bytes: usize,
     /// Bytes in an annotation value (and the generator URL).
     pub max_annotation_value_bytes: usize,
     /// Nesting of JSON arrays and objects, anywhere in the body (the
@@ -265,6 +334,7 @@ impl Default for LimitsConfig {
             max_labels: 256,
             max_name_bytes: 1024,
             max_label_value_bytes: 16 * 1024,
+            max_alertname_bytes: 1024,
             max_annotation_value_bytes: 256 * 1024,
             max_json_depth: 64,
         }
@@ -365,6 +435,11 @@ const MAX_BATCH_ROWS: usize = 10_000;
 const MAX_PARTITION_DAYS: u32 = 31;
 const MAX_PREMAKE: u32 = 366;
 const MAX_DELETE_BATCH: usize = 1_000_000;
+/// Below PostgreSQL's btree entry limit (a third of an 8 KiB page, less the
+/// tuple's header and `starts_at`), for incompressible text.
+const MAX_ALERTNAME_BYTES: usize = 2000;
+/// A segment must hold at least its header and a small record.
+const MIN_SEGMENT_BYTES: u64 = 4096;
 /// The depth check walks the parsed document without recursion, but serde
 /// recurses into values it skips: past this, a thread stack could overflow.
 const MAX_JSON_DEPTH: usize = 256;
@@ -380,9 +455,15 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
         let mut config = Config::from_yaml(&text)?;
-        config.apply_env(|key| std::env::var(key).ok());
-        config.validate()?;
-        Ok(config)
+        let mut problems = config.apply_env(|key| std::env::var(key).ok());
+        if let Err(ConfigError(more)) = config.validate() {
+            problems.extend(more);
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(problems))
+        }
     }
 
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
@@ -392,7 +473,21 @@ impl Config {
         serde_yaml_ng::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))
     }
 
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+    /// Applies the environment's overrides; returns the problems of those
+    /// that are not valid values.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(durability) = var(ENV_DURABILITY) {
+            match Durability::parse(&durability) {
+                Some(d) => self.durability = d,
+                None => problems.push(format!(
+                    "{ENV_DURABILITY}: must be \"spool\" or \"database\", not {durability:?}"
+                )),
+            }
+        }
+        if let Some(dir) = var(ENV_SPOOL_DIR) {
+            self.spool.dir = PathBuf::from(dir);
+        }
         if let Some(url) = var(ENV_DATABASE_URL).or_else(|| var(ENV_DATABASE_URL_FALLBACK)) {
             self.database.url = url;
         }
@@ -407,6 +502,7 @@ impl Config {
             let basic = self.auth.basic_auth.get_or_insert_with(Default::default);
             basic.username = username;
         }
+        problems
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -480,6 +576,11 @@ impl Config {
             &format!("must be from 1 to {MAX_BATCH_ROWS}"),
         );
         let l = &self.limits;
+        check(
+            (1..=MAX_ALERTNAME_BYTES).contains(&l.max_alertname_bytes),
+            "limits.max_alertname_bytes",
+            &format!("must be from 1 to {MAX_ALERTNAME_BYTES} (PostgreSQL's btree entry limit)"),
+        );
         for (value, key) in [
             (l.max_alerts, "limits.max_alerts"),
             (l.max_labels, "limits.max_labels"),
@@ -531,11 +632,36 @@ impl Config {
             "log.level",
             "is not a valid tracing filter",
         );
+        self.spool.validate(self.durability, &mut problems);
         self.auth.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
             Err(ConfigError(problems))
+        }
+    }
+}
+
+impl SpoolConfig {
+    fn validate(&self, durability: Durability, problems: &mut Vec<String>) {
+        if self.dir.as_os_str().is_empty() {
+            problems.push("spool.dir: must not be empty".into());
+        }
+        if self.segment_bytes < MIN_SEGMENT_BYTES {
+            problems.push(format!(
+                "spool.segment_bytes: must be at least {MIN_SEGMENT_BYTES}"
+            ));
+        }
+        if self.max_bytes < self.segment_bytes {
+            problems.push("spool.max_bytes: must be at least spool.segment_bytes".into());
+        }
+        // The directory is only used with durability: spool; there it must
+        // be one (or not exist yet, and be created at startup).
+        if durability == Durability::Spool && self.dir.exists() && !self.dir.is_dir() {
+            problems.push(format!(
+                "spool.dir: {} exists and is not a directory",
+                self.dir.display()
+            ));
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod parse;
 pub mod queue;
 pub mod replay;
 pub mod retention;
+pub mod spool;
 pub mod store;
 pub mod telemetry;
 pub mod workers;

@@ -4,9 +4,6 @@
 //! (Alertmanager retries 5xx), never waited on, and never a 429 (which
 //! Alertmanager would drop for good). Capacity is counted in requests.
 
-use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::LazyLock;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -14,18 +11,11 @@ use parking_lot::RwLock;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use crate::model::Webhook;
+use crate::model::{next_request_id, Delivery, Webhook};
 
-/// One webhook request on its way to PostgreSQL.
+/// One webhook request on its way to PostgreSQL (`durability: database`).
 pub struct Job {
-    pub webhook: Webhook,
-    /// Alerts in the request as received (`webhook.alerts` is drained as
-    /// workers place them into batches).
-    pub alert_count: usize,
-    pub received_at: OffsetDateTime,
-    /// With `received_at`, the key of the request's `notifications` row, so
-    /// that writing its batch again after an unknown outcome adds no second row.
-    pub request_id: i64,
+    pub delivery: Delivery,
     /// After this the requester has been answered 503; a worker drops the job
     /// unwritten rather than spend the database on it.
     pub deadline: Instant,
@@ -40,10 +30,7 @@ impl Job {
     ) -> (Job, oneshot::Receiver<Result<Receipt, Failure>>) {
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            alert_count: webhook.alerts.len(),
-            webhook,
-            received_at,
-            request_id: next_request_id(),
+            delivery: Delivery::new(webhook, received_at, next_request_id()),
             deadline,
             reply,
         };
@@ -56,13 +43,16 @@ impl Job {
     }
 }
 
-/// Distinct within a process (a counter) and, with the receipt time in the
-/// key, in practice across instances too (the counter starts at a random
-/// point in each process).
-fn next_request_id() -> i64 {
-    static NEXT: LazyLock<AtomicU64> =
-        LazyLock::new(|| AtomicU64::new(RandomState::new().hash_one(std::process::id())));
-    NEXT.fetch_add(1, Ordering::Relaxed) as i64
+impl AsRef<Delivery> for Job {
+    fn as_ref(&self) -> &Delivery {
+        &self.delivery
+    }
+}
+
+impl AsMut<Delivery> for Job {
+    fn as_mut(&mut self) -> &mut Delivery {
+        &mut self.delivery
+    }
 }
 
 /// What a committed request reports back.
@@ -91,15 +81,16 @@ pub enum QueueError {
     Closed,
 }
 
-/// The sending side, shared by every request handler.
-pub struct Queue {
+/// The sending side, shared by every request handler: of jobs for the
+/// workers (`durability: database`), or of records for the spool's writer.
+pub struct Queue<T = Job> {
     /// `None` once closed for shutdown.
-    tx: RwLock<Option<Sender<Job>>>,
+    tx: RwLock<Option<Sender<T>>>,
     capacity: usize,
 }
 
-impl Queue {
-    pub fn bounded(capacity: usize) -> (Queue, Receiver<Job>) {
+impl<T> Queue<T> {
+    pub fn bounded(capacity: usize) -> (Queue<T>, Receiver<T>) {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let queue = Queue {
             tx: RwLock::new(Some(tx)),
@@ -108,7 +99,7 @@ impl Queue {
         (queue, rx)
     }
 
-    pub fn try_enqueue(&self, job: Job) -> Result<(), QueueError> {
+    pub fn try_enqueue(&self, job: T) -> Result<(), QueueError> {
         let guard = self.tx.read();
         let tx = guard.as_ref().ok_or(QueueError::Closed)?;
         tx.try_send(job).map_err(|e| match e {

@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Prefix of every metric name.
 const NAMESPACE: &str = "alert_ingest";
@@ -52,6 +53,16 @@ pub struct Metrics {
     pub retention_rows_deleted: Family<TableLabel, Counter>,
     pub retention_last_completed: Gauge,
     pub partition_horizon: Gauge,
+    pub spool_bytes: Gauge,
+    pub spool_max_bytes: Gauge,
+    pub spool_records_pending: Gauge,
+    pub spool_pending_bytes: Gauge,
+    pub spool_lag_seconds: Gauge<f64, AtomicU64>,
+    pub spool_sync_duration: Histogram,
+    pub spool_records_per_sync: Histogram,
+    pub spool_write_errors: Counter,
+    pub spool_corrupt_bytes: Counter,
+    pub rejected_notifications: Counter,
 }
 
 impl Default for Metrics {
@@ -85,6 +96,18 @@ impl Metrics {
             retention_rows_deleted: Family::default(),
             retention_last_completed: Gauge::default(),
             partition_horizon: Gauge::default(),
+            spool_bytes: Gauge::default(),
+            spool_max_bytes: Gauge::default(),
+            spool_records_pending: Gauge::default(),
+            spool_pending_bytes: Gauge::default(),
+            spool_lag_seconds: Gauge::default(),
+            // 25 µs .. ~0.8 s: a sync on a fast disk is well under 100 µs.
+            spool_sync_duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
+            // 1 .. 1024 records
+            spool_records_per_sync: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            spool_write_errors: Counter::default(),
+            spool_corrupt_bytes: Counter::default(),
+            rejected_notifications: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -177,6 +200,56 @@ impl Metrics {
             "partition_horizon_seconds",
             "How far ahead of now every partitioned table has partitions",
             m.partition_horizon.clone(),
+        );
+        r.register(
+            "spool_bytes",
+            "Bytes of the spool's segment files on disk (bounded by spool_max_bytes)",
+            m.spool_bytes.clone(),
+        );
+        r.register(
+            "spool_max_bytes",
+            "spool.max_bytes: past it webhooks get 503 spool_full",
+            m.spool_max_bytes.clone(),
+        );
+        r.register(
+            "spool_records_pending",
+            "Requests synced to the spool and not yet loaded into PostgreSQL",
+            m.spool_records_pending.clone(),
+        );
+        r.register(
+            "spool_pending_bytes",
+            "Bytes of the requests synced to the spool and not yet loaded",
+            m.spool_pending_bytes.clone(),
+        );
+        r.register(
+            "spool_lag_seconds",
+            "Age of the oldest request in the spool not yet loaded into PostgreSQL (0: none)",
+            m.spool_lag_seconds.clone(),
+        );
+        r.register(
+            "spool_sync_duration_seconds",
+            "Time to append and fdatasync one group of requests to the spool",
+            m.spool_sync_duration.clone(),
+        );
+        r.register(
+            "spool_records_per_sync",
+            "Requests made durable by one fdatasync (group commit)",
+            m.spool_records_per_sync.clone(),
+        );
+        r.register(
+            "spool_write_errors",
+            "Spool appends or syncs that failed (full disk, I/O error); their requests got 503",
+            m.spool_write_errors.clone(),
+        );
+        r.register(
+            "spool_corrupt_bytes",
+            "Bytes cut from damaged spool segments (torn tails, corruption); kept in corrupt/, never loaded",
+            m.spool_corrupt_bytes.clone(),
+        );
+        r.register(
+            "rejected_notifications",
+            "Spooled requests PostgreSQL refused when loaded; kept in the rejected_notifications table",
+            m.rejected_notifications.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -9,6 +9,10 @@ pub(crate) mod testing;
 pub use fingerprint::Fingerprint;
 pub use intern::{Interner, Sym};
 
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+
 use time::OffsetDateTime;
 
 /// An alert's state as Alertmanager reports it.
@@ -104,6 +108,40 @@ pub struct Notification {
 pub struct Webhook {
     pub notification: Notification,
     pub alerts: Vec<Alert>,
+}
+
+/// A webhook request as it was received: its alerts, and the key of its
+/// `notifications` row, `(received_at, request_id)`, drawn when it arrived
+/// (and kept in the spool with its body), so that writing it again after an
+/// unknown outcome, or loading it again, adds no second row.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub webhook: Webhook,
+    /// Alerts in the request as received (`webhook.alerts` is drained as
+    /// batches take them).
+    pub alert_count: usize,
+    pub received_at: OffsetDateTime,
+    pub request_id: i64,
+}
+
+impl Delivery {
+    pub fn new(webhook: Webhook, received_at: OffsetDateTime, request_id: i64) -> Delivery {
+        Delivery {
+            alert_count: webhook.alerts.len(),
+            webhook,
+            received_at,
+            request_id,
+        }
+    }
+}
+
+/// Distinct within a process (a counter) and, with the receipt time in the
+/// key, in practice across instances too (the counter starts at a random
+/// point in each process).
+pub fn next_request_id() -> i64 {
+    static NEXT: LazyLock<AtomicU64> =
+        LazyLock::new(|| AtomicU64::new(RandomState::new().hash_one(std::process::id())));
+    NEXT.fetch_add(1, Ordering::Relaxed) as i64
 }
 
 /// Microseconds since the Unix epoch (PostgreSQL keeps microseconds).

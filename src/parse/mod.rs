@@ -36,6 +36,19 @@ pub fn parse(
     interner: &Interner,
     limits: &LimitsConfig,
 ) -> Result<Webhook, ParseError> {
+    parse_at(body, scratch, interner, limits, OffsetDateTime::now_utc())
+}
+
+/// `parse` of a body received at `received_at`: an alert without a
+/// `status` is resolved if its `endsAt` had passed by then. A spooled body
+/// loaded later is parsed as it was when it arrived.
+pub fn parse_at(
+    body: &mut [u8],
+    scratch: &mut Scratch,
+    interner: &Interner,
+    limits: &LimitsConfig,
+    received_at: OffsetDateTime,
+) -> Result<Webhook, ParseError> {
     let mut de = simd_json::Deserializer::from_slice_with_buffers(body, scratch)
         .map_err(|e| ParseError::Json(e.to_string()))?;
     check_shape(de.as_value(), limits)?;
@@ -47,7 +60,7 @@ pub fn parse(
             describe(e.inner())
         ))
     })?;
-    convert(raw, interner, limits, OffsetDateTime::now_utc())
+    convert(raw, interner, limits, received_at)
 }
 
 /// Limits checked on simd-json's tape, before serde builds anything: a
@@ -154,6 +167,7 @@ fn convert_alert(
 ) -> Result<Alert, FieldError> {
     let labels =
         sorted_pairs(raw.labels, &PairLimits::labels(limits)).map_err(|e| e.at("labels"))?;
+    check_alertname(&labels, limits)?;
     let annotations = match raw.annotations {
         Some(a) => {
             sorted_pairs(a, &PairLimits::annotations(limits)).map_err(|e| e.at("annotations"))?
@@ -266,6 +280,20 @@ impl PairLimits {
         }
         Ok(())
     }
+}
+
+/// The `alertname` value is indexed (btree): one longer than a btree entry
+/// may hold would be refused by PostgreSQL after the request was spooled.
+fn check_alertname(labels: &[(&str, &str)], limits: &LimitsConfig) -> Result<(), FieldError> {
+    let Some((_, value)) = labels.iter().find(|(name, _)| *name == "alertname") else {
+        return Ok(());
+    };
+    check_len(
+        value,
+        limits.max_alertname_bytes,
+        "limits.max_alertname_bytes",
+    )
+    .map_err(|e| FieldError::new("labels.alertname", e))
 }
 
 fn check_len(s: &str, max: usize, key: &str) -> Result<(), String> {

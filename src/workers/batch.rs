@@ -2,11 +2,14 @@
 //! round trip. A request's alerts may span batches: the batch records how
 //! far into each request it reaches, and only a request whose last alert is in
 //! a committed batch is answered.
+//!
+//! A batch holds requests of any type that carries a [`Delivery`]: queued
+//! jobs with a requester waiting (`durability: database`), or records
+//! loaded from the spool.
 
 use std::collections::HashMap;
 
-use crate::model::{Alert, Episode, Interner};
-use crate::queue::Job;
+use crate::model::{Alert, Delivery, Episode, Interner};
 use crate::store::{AlertRow, NotificationRow, Rows};
 
 use super::cache::{CacheView, EpisodeCache, EpisodeState};
@@ -21,9 +24,9 @@ struct Entry {
     superseded: Vec<usize>,
 }
 
-pub struct Batch {
+pub struct Batch<J> {
     /// Requests with alerts in this batch; only the last may be incomplete.
-    jobs: Vec<Job>,
+    jobs: Vec<J>,
     entries: Vec<Entry>,
     /// Entries by episode: one row per key per statement (PostgreSQL's
     /// `ON CONFLICT DO UPDATE` cannot touch a row twice), the later version wins.
@@ -35,8 +38,8 @@ pub struct Batch {
     max_rows: usize,
 }
 
-impl Batch {
-    pub fn new(max_rows: usize) -> Batch {
+impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
+    pub fn new(max_rows: usize) -> Batch<J> {
         Batch {
             jobs: Vec::new(),
             entries: Vec::with_capacity(max_rows),
@@ -53,12 +56,13 @@ impl Batch {
     }
 
     /// Takes as many of `job`'s alerts as fit (all of them if they do).
-    pub fn add(&mut self, mut job: Job, cache: &EpisodeCache, interner: &Interner) {
+    pub fn add(&mut self, mut job: J, cache: &EpisodeCache, interner: &Interner) {
         let room = self.max_rows.saturating_sub(self.placed).max(1);
-        let take = room.min(job.webhook.alerts.len());
+        let alerts = &mut job.as_mut().webhook.alerts;
+        let take = room.min(alerts.len());
         let slot = self.jobs.len();
         let mut cache = cache.view();
-        for alert in job.webhook.alerts.drain(..take) {
+        for alert in alerts.drain(..take) {
             self.place(alert, slot, &mut cache, interner);
         }
         self.placed += take;
@@ -96,7 +100,7 @@ impl Batch {
     pub fn has_partial(&self) -> bool {
         self.jobs
             .last()
-            .is_some_and(|j| !j.webhook.alerts.is_empty())
+            .is_some_and(|j| !j.as_ref().webhook.alerts.is_empty())
     }
 
     pub fn job_count(&self) -> usize {
@@ -108,7 +112,7 @@ impl Batch {
         let mut rows = Rows::default();
         let wanted = |job: usize| only.is_none_or(|o| o == job);
         for entry in self.entries.iter().filter(|e| wanted(e.job)) {
-            let job = &self.jobs[entry.job];
+            let job = self.jobs[entry.job].as_ref();
             let receiver = &job.webhook.notification.receiver;
             rows.push_alert(AlertRow::new(
                 &entry.alert,
@@ -118,6 +122,7 @@ impl Batch {
             ));
         }
         for (_, job) in self.jobs.iter().enumerate().filter(|(i, _)| wanted(*i)) {
+            let job = job.as_ref();
             if job.webhook.alerts.is_empty() {
                 let n = &job.webhook.notification;
                 let row = NotificationRow::new(n, job.alert_count, job.received_at, job.request_id);
@@ -149,9 +154,9 @@ impl Batch {
 
     /// Hands back the requests: `(index, job, complete)`; an incomplete one
     /// goes on in the next batch.
-    pub fn into_jobs(self) -> impl Iterator<Item = (usize, Job, bool)> {
+    pub fn into_jobs(self) -> impl Iterator<Item = (usize, J, bool)> {
         self.jobs.into_iter().enumerate().map(|(i, job)| {
-            let complete = job.webhook.alerts.is_empty();
+            let complete = job.as_ref().webhook.alerts.is_empty();
             (i, job, complete)
         })
     }
@@ -163,6 +168,7 @@ mod tests {
 
     use super::*;
     use crate::model::{testing, Status};
+    use crate::queue::Job;
 
     fn alert(i: u64, status: Status, interner: &Interner) -> Alert {
         testing::alert(i, status, "A", interner)
@@ -187,7 +193,7 @@ mod tests {
             .collect()));
         let mut counts = Vec::new();
         while let Some(job) = carried.take() {
-            let mut batch = Batch::new(100);
+            let mut batch = Batch::<Job>::new(100);
             batch.add(job, &cache, &interner);
             let rows = batch.rows(&interner, None);
             counts.push((

@@ -190,7 +190,7 @@ impl<S: BatchSink> Worker<S> {
     /// A bug that panics while writing must not take the worker (and with
     /// the last one, all ingestion) down: the batch's requests are dropped
     /// unanswered, which their handlers answer 503.
-    fn flush_guarded(&self, batch: Batch) -> Option<Job> {
+    fn flush_guarded(&self, batch: Batch<Job>) -> Option<Job> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.flush(batch))).unwrap_or_else(
             |_| {
                 tracing::error!("a batch write panicked; its requests were answered 503");
@@ -204,7 +204,7 @@ impl<S: BatchSink> Worker<S> {
     /// full; with a `batch.linger`, and only if more were queued, keeps
     /// taking them until it has passed. `None` when there is no first
     /// request: the queue is closed and empty, or (`Wait::No`) empty.
-    fn collect(&self, carry: Option<Job>, wait: Wait) -> Option<Batch> {
+    fn collect(&self, carry: Option<Job>, wait: Wait) -> Option<Batch<Job>> {
         let mut batch = Batch::new(self.settings.batch.max_rows);
         match carry.and_then(|job| self.live(job)) {
             Some(job) => self.add(&mut batch, job),
@@ -239,7 +239,7 @@ impl<S: BatchSink> Worker<S> {
         Some(batch)
     }
 
-    fn add(&self, batch: &mut Batch, job: Job) {
+    fn add(&self, batch: &mut Batch<Job>, job: Job) {
         batch.add(job, &self.shared.cache, &self.shared.interner);
     }
 
@@ -256,7 +256,7 @@ impl<S: BatchSink> Worker<S> {
 
     /// Writes the batch and answers the requests it completes; returns the
     /// request that goes on in the next batch, if any.
-    fn flush(&self, batch: Batch) -> Option<Job> {
+    fn flush(&self, batch: Batch<Job>) -> Option<Job> {
         // Counted as they were skipped, like every delivery is counted as received.
         self.shared
             .metrics
@@ -275,7 +275,7 @@ impl<S: BatchSink> Worker<S> {
 
     /// One request's data was refused: write each request on its own, so
     /// that only the one that carries the bad row is refused.
-    fn write_each(&self, batch: Batch) -> Option<Job> {
+    fn write_each(&self, batch: Batch<Job>) -> Option<Job> {
         let mut outcomes: Vec<Result<(), Failure>> = (0..batch.job_count())
             .map(|i| match self.write(&batch, Some(i)) {
                 Ok(_) => {
@@ -303,7 +303,7 @@ impl<S: BatchSink> Worker<S> {
         carry
     }
 
-    fn answer_all(&self, batch: Batch, outcome: Result<(), Failure>) -> Option<Job> {
+    fn answer_all(&self, batch: Batch<Job>, outcome: Result<(), Failure>) -> Option<Job> {
         let mut carry = None;
         for (_, job, complete) in batch.into_jobs() {
             carry = answer(job, complete, outcome.clone());
@@ -312,7 +312,7 @@ impl<S: BatchSink> Worker<S> {
     }
 
     /// Writes the batch (or one request's part), retrying what may pass.
-    fn write(&self, batch: &Batch, only: Option<usize>) -> Result<Written, StoreError> {
+    fn write(&self, batch: &Batch<Job>, only: Option<usize>) -> Result<Written, StoreError> {
         let mut rows = batch.rows(&self.shared.interner, only);
         if only.is_some() {
             // After a failed batch, which an earlier attempt of may have
@@ -365,7 +365,7 @@ fn answer(job: Job, complete: bool, outcome: Result<(), Failure>) -> Option<Job>
     match outcome {
         Ok(()) if !complete => Some(job),
         Ok(()) => {
-            let alerts = job.alert_count;
+            let alerts = job.delivery.alert_count;
             job.answer(Ok(Receipt { alerts }));
             None
         }
