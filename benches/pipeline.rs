@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use alert_ingest::config::{Config, DatabaseConfig, LimitsConfig};
 use alert_ingest::history::History;
-use alert_ingest::ingress::{new_pool, Auth, Ingress, Reloadable};
+use alert_ingest::ingress::{new_pool, Auth, Durable, Ingress, Reloadable};
 use alert_ingest::model::Interner;
 use alert_ingest::parse::{parse, Scratch};
 use alert_ingest::queue::{Job, Queue};
@@ -51,7 +51,7 @@ fn encode(c: &mut Criterion) {
             &LimitsConfig::default(),
         )
         .unwrap();
-        let mut batch = Batch::new(100);
+        let mut batch = Batch::<Job>::new(100);
         let deadline = Instant::now() + Duration::from_secs(3600);
         batch.add(
             Job::new(webhook, time::OffsetDateTime::now_utc(), deadline).0,
@@ -119,7 +119,7 @@ async fn ingress_with_discard() -> Ingress {
     // The worker runs for the life of the benchmark process.
     std::mem::forget(Workers::spawn(settings, rx, shared, vec![Discard]).unwrap());
     Ingress {
-        queue: Arc::new(queue),
+        durable: Durable::Database(Arc::new(queue)),
         store: Store::new(&config.database).unwrap(),
         history: History::new(Store::reader(&config.database, &config.history).unwrap()),
         interner,

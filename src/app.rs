@@ -6,19 +6,21 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, RetentionConfig};
+use crate::config::{Config, Durability, RetentionConfig};
 use crate::history::History;
-use crate::ingress::{self, Auth, Ingress, Reloadable};
+use crate::ingress::{self, Auth, Durable, Ingress, Reloadable};
+use crate::loader::{self, Loader};
 use crate::model::Interner;
 use crate::queue::Queue;
 use crate::retention::Retention;
+use crate::spool::{self, Appender, Spool};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::workers::{EpisodeCache, Settings, Shared, Workers};
@@ -44,6 +46,8 @@ pub enum StartError {
     Tls(String),
     #[error("cannot start worker threads: {0}")]
     Workers(std::io::Error),
+    #[error(transparent)]
+    Spool(#[from] spool::OpenError),
 }
 
 /// A running service.
@@ -90,19 +94,16 @@ impl App {
         let (retention_reloads, reloads) = watch::channel(config.retention.clone());
         let (schema_ready, maintenance) =
             maintain_in_background(store.clone(), retention, reloads).await;
-        let (queue, rx) = Queue::bounded(config.queue.capacity);
-        let queue = Arc::new(queue);
-        let shared = Arc::new(Shared {
-            cache: EpisodeCache::new(config.cache.capacity),
-            interner: interner.clone(),
-            metrics: metrics.clone(),
-        });
-        let settings = Settings::new(&config.batch, &config.database);
-        let connections = (0..config.workers.count)
-            .map(|_| Store::dedicated(&config.database))
-            .collect::<Result<Vec<_>, _>>()?;
-        let workers =
-            Workers::spawn(settings, rx, shared, connections).map_err(StartError::Workers)?;
+        let stages = Stages {
+            config: &config,
+            interner: &interner,
+            metrics: &metrics,
+            schema_ready: &schema_ready,
+        };
+        let (durable, pipeline) = match config.durability {
+            Durability::Database => stages.workers()?,
+            Durability::Spool => stages.spool()?,
+        };
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -113,7 +114,7 @@ impl App {
         let grace = config.server.shutdown_grace;
         let started = config.clone();
         let ingress = Arc::new(Ingress {
-            queue: queue.clone(),
+            durable,
             store: store.clone(),
             history,
             interner,
@@ -133,15 +134,14 @@ impl App {
                 let _ = stopped.await;
             };
             let drained = ingress::serve(listener, serving, tls, shutdown, grace).await;
-            queue.close();
             let deadline = drained.signalled_at + grace;
-            let joined = tokio::task::spawn_blocking(move || workers.join(deadline))
+            let finished = tokio::task::spawn_blocking(move || pipeline.finish(deadline))
                 .await
                 .unwrap_or(false);
             // A retention run in progress rolls back; the next one redoes it.
             maintenance.abort();
             store.close();
-            drained.complete && joined
+            drained.complete && finished
         });
         Ok(App {
             addr,
@@ -185,6 +185,8 @@ impl App {
         }
         let (s, n) = (&self.started, &new);
         for (changed, section) in [
+            (n.durability != s.durability, "durability"),
+            (n.spool != s.spool, "spool"),
             (n.server != s.server, "server"),
             (n.database != s.database, "database"),
             (n.queue != s.queue, "queue"),
@@ -211,6 +213,106 @@ impl App {
     pub async fn shutdown(self) -> bool {
         let _ = self.stop.send(());
         self.done.await.unwrap_or(false)
+    }
+}
+
+/// What the stages behind the ingress are built from.
+struct Stages<'a> {
+    config: &'a Config,
+    interner: &'a Arc<Interner>,
+    metrics: &'a Arc<Metrics>,
+    schema_ready: &'a Arc<AtomicBool>,
+}
+
+impl Stages<'_> {
+    /// `durability: database`: the queue and the workers behind it.
+    fn workers(&self) -> Result<(Durable, Pipeline), StartError> {
+        let config = self.config;
+        let (queue, rx) = Queue::bounded(config.queue.capacity);
+        let queue = Arc::new(queue);
+        let shared = Arc::new(Shared {
+            cache: EpisodeCache::new(config.cache.capacity),
+            interner: self.interner.clone(),
+            metrics: self.metrics.clone(),
+        });
+        let settings = Settings::new(&config.batch, &config.database);
+        let connections = (0..config.workers.count)
+            .map(|_| Store::dedicated(&config.database))
+            .collect::<Result<Vec<_>, _>>()?;
+        let workers =
+            Workers::spawn(settings, rx, shared, connections).map_err(StartError::Workers)?;
+        let pipeline = Pipeline::Workers {
+            queue: queue.clone(),
+            workers,
+        };
+        Ok((Durable::Database(queue), pipeline))
+    }
+
+    /// `durability: spool`: the spool (recovered before the listener is
+    /// bound) and the loader behind it.
+    fn spool(&self) -> Result<(Durable, Pipeline), StartError> {
+        let config = self.config;
+        let spool = Spool::open(&config.spool, config.queue.capacity, self.metrics.clone())?;
+        let shared = loader::Shared {
+            cache: EpisodeCache::new(config.cache.capacity),
+            interner: self.interner.clone(),
+            metrics: self.metrics.clone(),
+            schema_ready: self.schema_ready.clone(),
+        };
+        let store = Store::dedicated(&config.database)?;
+        let loader = Loader::spawn(spool.reader, store, shared, config.batch.max_rows)
+            .map_err(StartError::Workers)?;
+        let appender = Arc::new(spool.appender);
+        let pipeline = Pipeline::Spool {
+            appender: appender.clone(),
+            writer: spool.writer,
+            loader,
+        };
+        Ok((Durable::Spool(appender), pipeline))
+    }
+}
+
+/// The stages behind the ingress, as shutdown finishes them.
+enum Pipeline {
+    Workers {
+        queue: Arc<Queue>,
+        workers: Workers,
+    },
+    Spool {
+        appender: Arc<Appender>,
+        writer: std::thread::JoinHandle<()>,
+        loader: Loader,
+    },
+}
+
+impl Pipeline {
+    /// After the last request was answered: the workers commit what is
+    /// queued, or the spool syncs what it was given and the loader loads
+    /// what it can until `deadline` (the rest stays on disk for the next
+    /// start). `false` when an acknowledged request may not be durable.
+    fn finish(self, deadline: Instant) -> bool {
+        match self {
+            Pipeline::Workers { queue, workers } => {
+                queue.close();
+                workers.join(deadline)
+            }
+            Pipeline::Spool {
+                appender,
+                writer,
+                loader,
+            } => {
+                appender.close();
+                let synced = writer.join().is_ok();
+                if !loader.finish(deadline) {
+                    let left = appender.status().pending_records;
+                    tracing::warn!(
+                        left,
+                        "shutdown grace ran out before the spool was loaded; the rest is loaded at the next start"
+                    );
+                }
+                synced
+            }
+        }
     }
 }
 

@@ -341,6 +341,25 @@ impl Default for LimitsConfig {
     }
 }
 
+impl LimitsConfig {
+    /// What a spooled body is checked against when it is loaded: it passed
+    /// the limits in force when it arrived, which a reload may have
+    /// lowered since; only what keeps parsing safe (depth) or what
+    /// PostgreSQL refuses (an over-long `alertname`) is still bounded, at
+    /// the widest any configuration allows.
+    pub fn for_loading() -> LimitsConfig {
+        LimitsConfig {
+            max_alerts: usize::MAX,
+            max_labels: usize::MAX,
+            max_name_bytes: usize::MAX,
+            max_label_value_bytes: usize::MAX,
+            max_alertname_bytes: MAX_ALERTNAME_BYTES,
+            max_annotation_value_bytes: usize::MAX,
+            max_json_depth: MAX_JSON_DEPTH,
+        }
+    }
+}
+
 /// The read-only history API (`/api/v1/...`). It has connections of its
 /// own, so a heavy query waits for one of these, never for a worker's.
 #[derive(Clone, Debug, Deserialize, PartialEq)]

@@ -28,6 +28,7 @@ pub mod app;
 pub mod config;
 pub mod history;
 pub mod ingress;
+pub mod loader;
 pub mod model;
 pub mod parse;
 pub mod queue;

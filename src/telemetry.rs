@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 /// Prefix of every metric name.
 const NAMESPACE: &str = "alert_ingest";
@@ -259,6 +260,16 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+
+    /// A batch was committed: `alerts` alert rows (`changed` of them
+    /// inserted or changed) and `notifications` rows, in `took`.
+    pub fn committed(&self, alerts: usize, notifications: usize, changed: u64, took: Duration) {
+        self.commit_duration.observe(took.as_secs_f64());
+        self.batch_rows.observe(alerts as f64);
+        self.notifications_stored.inc_by(notifications as u64);
+        self.alerts_stored.inc_by(changed);
+        self.alerts_unchanged.inc_by(alerts as u64 - changed);
     }
 
     pub fn db_error(&self, class: &'static str) {

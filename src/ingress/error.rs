@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::history::HistoryError;
 use crate::parse::ParseError;
 use crate::queue::{Failure, QueueError};
+use crate::spool::AppendError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngressError {
@@ -41,6 +42,11 @@ pub enum IngressError {
     Store(Failure),
     #[error("alerts not committed within {0:?}")]
     CommitTimeout(Duration),
+    /// `durability: spool`: the request could not be made durable.
+    #[error("alerts not made durable: {0}")]
+    Spool(AppendError),
+    #[error("alerts not made durable: the spool did not sync within {0:?}")]
+    SyncTimeout(Duration),
     #[error("not ready: {0}")]
     NotReady(String),
     #[error(transparent)]
@@ -65,6 +71,8 @@ impl IngressError {
             | Queue(_)
             | Store(Failure::Unavailable(_))
             | CommitTimeout(_)
+            | Spool(_)
+            | SyncTimeout(_)
             | NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             History(e) => e.status(),
@@ -88,6 +96,10 @@ impl IngressError {
             Queue(QueueError::Closed) => "shutting_down",
             Store(Failure::Unavailable(_)) | CommitTimeout(_) => "database_unavailable",
             Store(Failure::Rejected(_)) => "rejected_by_database",
+            Spool(AppendError::Full { .. }) => "spool_full",
+            Spool(AppendError::Queue(QueueError::Full)) => "queue_full",
+            Spool(AppendError::Queue(QueueError::Closed)) => "shutting_down",
+            Spool(AppendError::Write(_)) | SyncTimeout(_) => "spool_unavailable",
             NotReady(_) => "not_ready",
             Internal(_) => "internal",
             History(e) => e.kind(),
@@ -176,6 +188,10 @@ mod tests {
             IngressError::Queue(QueueError::Closed),
             IngressError::Store(Failure::Unavailable("down".into())),
             IngressError::CommitTimeout(Duration::from_secs(1)),
+            IngressError::Spool(AppendError::Full { max_bytes: 1 }),
+            IngressError::Spool(AppendError::Queue(QueueError::Full)),
+            IngressError::Spool(AppendError::Write("ENOSPC".into())),
+            IngressError::SyncTimeout(Duration::from_secs(1)),
             IngressError::NotReady("x".into()),
         ] {
             assert_eq!(status_of(unavailable), 503);

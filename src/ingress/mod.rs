@@ -36,8 +36,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{LimitsConfig, ServerConfig};
 use crate::history::{self, History};
 use crate::model::Interner;
+use crate::model::{next_request_id, Webhook};
 use crate::parse;
 use crate::queue::{Failure, Job, Queue};
+use crate::spool::AppendError;
+use crate::spool::{Appender, Framed};
 use crate::store::Store;
 use crate::telemetry::{CodeLabel, Metrics};
 
@@ -51,9 +54,21 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
+/// How long `/readyz` waits for PostgreSQL in `durability: spool`, where
+/// the answer only reports it (a probe's own timeout is often 1 s).
+const READY_DATABASE_PROBE: Duration = Duration::from_millis(500);
+
+/// Where a webhook request is made durable before it is answered 200.
+pub enum Durable {
+    /// `durability: database`: queued for the workers, answered after commit.
+    Database(Arc<Queue>),
+    /// `durability: spool`: appended to the spool, answered after its sync.
+    Spool(Arc<Appender>),
+}
+
 /// Everything a request handler needs; shared by all connections.
 pub struct Ingress {
-    pub queue: Arc<Queue>,
+    pub durable: Durable,
     pub store: Store,
     /// The read-only history API, on its own pool.
     pub history: History,
@@ -82,6 +97,27 @@ struct Accepted {
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
+}
+
+/// `/readyz`'s answer: ready, and in what state the stages behind are.
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    durability: &'static str,
+    /// `up`, or why PostgreSQL does not answer.
+    database: String,
+    /// `durability: spool` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spool: Option<SpoolReadiness>,
+}
+
+#[derive(Serialize)]
+struct SpoolReadiness {
+    pending_records: u64,
+    pending_bytes: u64,
+    lag_seconds: f64,
+    bytes: u64,
+    max_bytes: u64,
 }
 
 impl Ingress {
@@ -178,13 +214,53 @@ impl Ingress {
         let buffer = tokio::time::timeout_at(deadline.into(), read)
             .await
             .map_err(|_| IngressError::BodyTimeout(self.config.request_timeout))??;
-        let webhook = self.parse(buffer, settings.limits).await?;
-        self.metrics
-            .alerts_received
-            .inc_by(webhook.alerts.len() as u64);
+        // The spool keeps the body as sent; the parser rewrites it in place.
+        let framed = matches!(self.durable, Durable::Spool(_))
+            .then(|| Framed::new(&buffer.body, next_request_id(), received_at));
+        let webhook = self.parse(buffer, settings.limits, received_at).await?;
+        let accepted = webhook.alerts.len();
+        self.metrics.alerts_received.inc_by(accepted as u64);
+        match (&self.durable, framed) {
+            (Durable::Spool(spool), Some(framed)) => {
+                drop(webhook);
+                self.sync(spool, framed, deadline).await?;
+            }
+            (Durable::Database(queue), _) => {
+                self.commit(queue, webhook, received_at, deadline).await?
+            }
+            (Durable::Spool(_), None) => unreachable!("framed above for the spool"),
+        }
+        Ok(json_response(StatusCode::OK, &Accepted { accepted }))
+    }
+
+    /// `durability: spool`: appends the request and waits for the sync
+    /// that covers it.
+    async fn sync(
+        &self,
+        spool: &Appender,
+        framed: Framed,
+        deadline: Instant,
+    ) -> Result<(), IngressError> {
+        let synced = spool.append(framed).map_err(IngressError::Spool)?;
+        tokio::time::timeout_at(deadline.into(), synced)
+            .await
+            .map_err(|_| IngressError::SyncTimeout(self.config.request_timeout))?
+            .unwrap_or_else(|_| Err(AppendError::Write("the spool writer stopped".into())))
+            .map_err(IngressError::Spool)
+    }
+
+    /// `durability: database`: queues the request for the workers and waits
+    /// for the commit of its last alert.
+    async fn commit(
+        &self,
+        queue: &Queue,
+        webhook: Webhook,
+        received_at: OffsetDateTime,
+        deadline: Instant,
+    ) -> Result<(), IngressError> {
         let (job, answer) = Job::new(webhook, received_at, deadline);
-        self.queue.try_enqueue(job)?;
-        let receipt = tokio::time::timeout_at(deadline.into(), answer)
+        queue.try_enqueue(job)?;
+        tokio::time::timeout_at(deadline.into(), answer)
             .await
             .map_err(|_| IngressError::CommitTimeout(self.config.request_timeout))?
             .unwrap_or_else(|_| {
@@ -193,32 +269,35 @@ impl Ingress {
                 ))
             })
             .map_err(IngressError::Store)?;
-        Ok(json_response(
-            StatusCode::OK,
-            &Accepted {
-                accepted: receipt.alerts,
-            },
-        ))
+        Ok(())
     }
 
     async fn parse(
         &self,
         mut buffer: body::PooledBuffer,
         limits: LimitsConfig,
-    ) -> Result<crate::model::Webhook, IngressError> {
+        received_at: OffsetDateTime,
+    ) -> Result<Webhook, IngressError> {
         if buffer.body.len() <= PARSE_INLINE_MAX_BYTES {
             let pad = &mut *buffer;
-            return Ok(parse::parse(
+            return Ok(parse::parse_at(
                 &mut pad.body,
                 &mut pad.scratch,
                 &self.interner,
                 &limits,
+                received_at,
             )?);
         }
         let interner = self.interner.clone();
         tokio::task::spawn_blocking(move || {
             let pad = &mut *buffer;
-            parse::parse(&mut pad.body, &mut pad.scratch, &interner, &limits)
+            parse::parse_at(
+                &mut pad.body,
+                &mut pad.scratch,
+                &interner,
+                &limits,
+                received_at,
+            )
         })
         .await
         .map_err(|e| IngressError::Internal(format!("parser task failed: {e}")))?
@@ -236,28 +315,89 @@ impl Ingress {
         Ok(json_bytes_response(StatusCode::OK, body))
     }
 
+    /// Ready when a webhook would be answered 200 now: in `durability:
+    /// database`, the schema is current, PostgreSQL answers and the queue
+    /// has room; in `durability: spool`, the spool takes writes, whatever
+    /// PostgreSQL's state (which the answer reports, with the spool's lag).
     async fn ready(&self) -> Result<HttpResponse, IngressError> {
+        let readiness = match &self.durable {
+            Durable::Database(queue) => {
+                if !self.schema_ready.load(Ordering::Acquire) {
+                    return Err(IngressError::NotReady(
+                        "database schema not yet migrated".into(),
+                    ));
+                }
+                if !queue.has_room() {
+                    return Err(IngressError::NotReady(
+                        "the ingest queue is full or closed".into(),
+                    ));
+                }
+                self.store
+                    .ping()
+                    .await
+                    .map_err(|e| IngressError::NotReady(e.to_string()))?;
+                Readiness {
+                    status: "ready",
+                    durability: "database",
+                    database: "up".into(),
+                    spool: None,
+                }
+            }
+            Durable::Spool(spool) => {
+                let status = spool.status();
+                if !spool.has_room() {
+                    let why = if status.failing {
+                        "the spool's last write or sync failed"
+                    } else {
+                        "the spool is full, or its queue is, or it is closed"
+                    };
+                    return Err(IngressError::NotReady(why.into()));
+                }
+                Readiness {
+                    status: "ready",
+                    durability: "spool",
+                    database: self.database_state().await,
+                    spool: Some(SpoolReadiness {
+                        pending_records: status.pending_records,
+                        pending_bytes: status.pending_bytes,
+                        lag_seconds: status.lag_seconds,
+                        bytes: status.bytes,
+                        max_bytes: status.max_bytes,
+                    }),
+                }
+            }
+        };
+        Ok(json_response(StatusCode::OK, &readiness))
+    }
+
+    /// `up`, or why PostgreSQL is not, within `READY_DATABASE_PROBE`.
+    async fn database_state(&self) -> String {
         if !self.schema_ready.load(Ordering::Acquire) {
-            return Err(IngressError::NotReady(
-                "database schema not yet migrated".into(),
-            ));
+            return "schema not yet migrated".into();
         }
-        if !self.queue.has_room() {
-            return Err(IngressError::NotReady(
-                "the ingest queue is full or closed".into(),
-            ));
+        match tokio::time::timeout(READY_DATABASE_PROBE, self.store.ping()).await {
+            Ok(Ok(())) => "up".into(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {READY_DATABASE_PROBE:?}"),
         }
-        self.store
-            .ping()
-            .await
-            .map_err(|e| IngressError::NotReady(e.to_string()))?;
-        Ok(json_response(StatusCode::OK, &Health { status: "ready" }))
     }
 
     fn metrics_text(&self) -> HttpResponse {
         let m = &self.metrics;
-        m.queue_depth.set(self.queue.depth() as i64);
-        m.queue_capacity.set(self.queue.capacity() as i64);
+        match &self.durable {
+            Durable::Database(queue) => {
+                m.queue_depth.set(queue.depth() as i64);
+                m.queue_capacity.set(queue.capacity() as i64);
+            }
+            Durable::Spool(spool) => {
+                let status = spool.status();
+                m.spool_bytes.set(status.bytes as i64);
+                m.spool_max_bytes.set(status.max_bytes as i64);
+                m.spool_records_pending.set(status.pending_records as i64);
+                m.spool_pending_bytes.set(status.pending_bytes as i64);
+                m.spool_lag_seconds.set(status.lag_seconds);
+            }
+        }
         m.interned_strings.set(self.interner.len() as i64);
         let mut response = Response::new(Full::new(Bytes::from(m.encode())));
         response.headers_mut().insert(

@@ -110,7 +110,7 @@ impl Writer<'_> {
                 count(summary, batch.alerts.len(), written);
                 Ok(())
             }
-            Err(StoreError::Data(_)) => self.write_each(&batch, all, memory, summary),
+            Err(StoreError::Data { .. }) => self.write_each(&batch, all, memory, summary),
             Err(e) => Err(e),
         }
     }
@@ -152,9 +152,9 @@ impl Writer<'_> {
             let rows = self.rows(batch, all, Some(n));
             match self.write(&rows) {
                 Ok(written) => count(summary, rows.alert_count(), written),
-                Err(StoreError::Data(detail)) => {
+                Err(StoreError::Data { sqlstate, message }) => {
                     summary.refused_alerts += rows.alert_count() as u64;
-                    let reason = format!("rejected by the database: {detail}");
+                    let reason = format!("rejected by the database: {sqlstate}: {message}");
                     summary
                         .rejected
                         .push(Rejected::new(all[n].source.clone(), reason));

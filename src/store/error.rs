@@ -15,8 +15,8 @@ pub enum StoreError {
     Timeout(Duration),
     /// PostgreSQL refused the data itself (SQLSTATE class 22, 23 or 54):
     /// retrying the same rows can never succeed.
-    #[error("database refused the data: {0}")]
-    Data(String),
+    #[error("database refused the data: {sqlstate}: {message}")]
+    Data { sqlstate: String, message: String },
     /// Anything else PostgreSQL or the connection reported; may pass.
     #[error("database error ({class}): {message}")]
     Database {
@@ -30,7 +30,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether writing the same rows again may succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, StoreError::Data(_) | StoreError::Config(_))
+        !matches!(self, StoreError::Data { .. } | StoreError::Config(_))
     }
 
     /// A low-cardinality name for the `db_errors_total` metric.
@@ -38,7 +38,7 @@ impl StoreError {
         match self {
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Timeout(_) => "timeout",
-            StoreError::Data(_) => "data",
+            StoreError::Data { .. } => "data",
             StoreError::Database { class, .. } => class,
             StoreError::Config(_) => "config",
         }
@@ -71,7 +71,14 @@ impl From<tokio_postgres::Error> for StoreError {
         let class = match &code.code()[..2] {
             // 22 data exception, 23 integrity, 54 program limit (e.g. an
             // index row over the btree maximum): these rows can never be stored.
-            "22" | "23" | "54" => return StoreError::Data(message),
+            "22" | "23" | "54" => {
+                return StoreError::Data {
+                    sqlstate: code.code().to_owned(),
+                    message: e
+                        .as_db_error()
+                        .map_or(message, |db| db.message().to_owned()),
+                }
+            }
             "08" => "connection",
             "25" => "read_only",
             "40" => "conflict",

@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "small GIN pending list",
         sql: include_str!("migrations/0004_gin_pending_list.sql"),
     },
+    Migration {
+        version: 5,
+        name: "spool positions and rejected notifications",
+        sql: include_str!("migrations/0005_spool.sql"),
+    },
 ];
 
 /// Applies the missing migrations; returns the versions it applied.

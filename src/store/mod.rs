@@ -35,7 +35,8 @@ pub const APPLICATION_NAME: &str = "alert-ingest";
 pub const HISTORY_APPLICATION_NAME: &str = "alert-ingest-history";
 
 /// Writes one batch: upserts the alert episodes, appends an event for each
-/// episode inserted or changed, and records the notifications, in a single
+/// episode inserted or changed, records the notifications and, for a batch
+/// loaded from the spool, the spool's loaded position, in a single
 /// statement (one round trip, one implicit transaction, committed when it
 /// returns). Rows are sorted by key so that concurrent writers lock episodes
 /// in the same order and cannot deadlock each other. `$on_conflict` ends the
@@ -83,6 +84,14 @@ WITH input AS (
     ",
             $on_conflict,
             "
+), loaded AS (
+    -- durability: spool: how far the spool is loaded, committed with the
+    -- rows (no row at all for a batch of the database mode's workers).
+    INSERT INTO spool_positions AS p (spool_id, segment, record_offset, updated_at)
+    SELECT $23::text, $24::int8, $25::int8, now() WHERE $23::text IS NOT NULL
+    ON CONFLICT (spool_id) DO UPDATE
+    SET segment = EXCLUDED.segment, record_offset = EXCLUDED.record_offset,
+        updated_at = EXCLUDED.updated_at
 )
 SELECT count(*) FROM changed"
         )
@@ -109,6 +118,25 @@ SELECT a.fingerprint, a.starts_at, a.updated_at
 FROM unnest($1::text[], $2::timestamptz[]) AS k(fingerprint, starts_at)
 JOIN alerts AS a USING (fingerprint, starts_at)";
 
+/// A spooled request PostgreSQL refused, kept whole with the reason, in
+/// the same transaction as the spool position past it.
+const REJECT: &str = "
+WITH rejected AS (
+    INSERT INTO rejected_notifications (received_at, request_id, spool_id, segment, record_offset,
+                                        sqlstate, message, body)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (received_at, request_id) DO NOTHING
+)
+INSERT INTO spool_positions AS p (spool_id, segment, record_offset, updated_at)
+VALUES ($3, $9, $10, now())
+ON CONFLICT (spool_id) DO UPDATE
+SET segment = EXCLUDED.segment, record_offset = EXCLUDED.record_offset,
+    updated_at = EXCLUDED.updated_at";
+
+/// How far a spool has been loaded.
+const LOADED_POSITION: &str =
+    "SELECT segment, record_offset FROM spool_positions WHERE spool_id = $1";
+
 /// Where workers write batches: [`Store`] (PostgreSQL) in the service; a
 /// no-op in benchmarks that measure everything but the database.
 pub trait BatchSink: Send + Sync + 'static {
@@ -126,6 +154,22 @@ impl BatchSink for Store {
     ) -> impl std::future::Future<Output = Result<Written, StoreError>> + Send + 'a {
         self.write(rows)
     }
+}
+
+/// A spooled request PostgreSQL refused, where it is in the spool, and
+/// where the next one starts.
+pub struct Rejection<'a> {
+    pub received_at: OffsetDateTime,
+    pub request_id: i64,
+    pub spool_id: &'a str,
+    pub segment: i64,
+    pub offset: i64,
+    /// `None`: the body no longer parses.
+    pub sqlstate: Option<&'a str>,
+    pub message: &'a str,
+    pub body: &'a [u8],
+    pub next_segment: i64,
+    pub next_offset: i64,
 }
 
 /// What one committed batch did.
@@ -257,6 +301,43 @@ impl Store {
             Ok(Written {
                 changed: row.get::<_, i64>(0) as u64,
             })
+        })
+        .await
+    }
+
+    /// Where loading spool `spool_id` resumes: `(segment, offset)` of the
+    /// next record; `None` when nothing of it was ever loaded.
+    pub async fn loaded_position(&self, spool_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        self.on_connection(async |client| {
+            let row = client.query_opt(LOADED_POSITION, &[&spool_id]).await?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })
+        .await
+    }
+
+    /// Keeps a refused spooled request (see `REJECT`) and moves the
+    /// spool's position past it, in one transaction.
+    pub async fn reject(&self, rejection: &Rejection<'_>) -> Result<(), StoreError> {
+        let r = rejection;
+        self.on_connection(async |client| {
+            client
+                .execute(
+                    REJECT,
+                    &[
+                        &r.received_at,
+                        &r.request_id,
+                        &r.spool_id,
+                        &r.segment,
+                        &r.offset,
+                        &r.sqlstate,
+                        &r.message,
+                        &r.body,
+                        &r.next_segment,
+                        &r.next_offset,
+                    ],
+                )
+                .await?;
+            Ok(())
         })
         .await
     }

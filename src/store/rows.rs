@@ -119,6 +119,11 @@ pub struct Rows<'a> {
     n_alert_count: Vec<i32>,
     n_received_at: Vec<OffsetDateTime>,
     n_request_id: Vec<i64>,
+    /// The spool position the batch loads up to: `(spool id, segment,
+    /// offset)`, all `None` for the database mode's workers.
+    spool_id: Option<String>,
+    segment: Option<i64>,
+    offset: Option<i64>,
     /// See `set_may_be_stored`.
     may_be_stored: bool,
 }
@@ -152,6 +157,14 @@ impl<'a> Rows<'a> {
         self.n_request_id.push(row.request_id);
     }
 
+    /// Records, with the rows, that the spool `spool_id` is loaded up to
+    /// `(segment, offset)`.
+    pub fn set_loaded_position(&mut self, spool_id: String, segment: i64, offset: i64) {
+        self.spool_id = Some(spool_id);
+        self.segment = Some(segment);
+        self.offset = Some(offset);
+    }
+
     /// Marks rows that may be in the database already: written again after
     /// an unknown outcome, or replayed. Their notifications are then only
     /// added where absent (alerts and events are idempotent either way).
@@ -176,8 +189,8 @@ impl<'a> Rows<'a> {
         self.n_receiver.len()
     }
 
-    /// The parameters of `WRITE_BATCH`, in its `$1..$22` order.
-    pub fn params(&self) -> [&(dyn ToSql + Sync); 22] {
+    /// The parameters of `WRITE_BATCH`, in its `$1..$25` order.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 25] {
         [
             &self.fingerprint,
             &self.starts_at,
@@ -201,6 +214,9 @@ impl<'a> Rows<'a> {
             &self.n_alert_count,
             &self.n_received_at,
             &self.n_request_id,
+            &self.spool_id,
+            &self.segment,
+            &self.offset,
         ]
     }
 }

@@ -55,6 +55,11 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
         self.placed >= self.max_rows || self.jobs.len() >= self.max_rows || self.has_partial()
     }
 
+    /// Alerts that still fit before the batch is full.
+    pub fn room(&self) -> usize {
+        self.max_rows.saturating_sub(self.placed)
+    }
+
     /// Takes as many of `job`'s alerts as fit (all of them if they do).
     pub fn add(&mut self, mut job: J, cache: &EpisodeCache, interner: &Interner) {
         let room = self.max_rows.saturating_sub(self.placed).max(1);
@@ -150,6 +155,11 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
             .iter()
             .filter(move |e| only.is_none_or(|o| o == e.job))
             .map(|e| (e.alert.episode(), e.state))
+    }
+
+    /// The requests with alerts in this batch, in order.
+    pub fn jobs(&self) -> impl Iterator<Item = &J> {
+        self.jobs.iter()
     }
 
     /// Hands back the requests: `(index, job, complete)`; an incomplete one

@@ -282,7 +282,7 @@ impl<S: BatchSink> Worker<S> {
                     self.shared.cache.committed(batch.states(Some(i)));
                     Ok(())
                 }
-                Err(StoreError::Data(detail)) => Err(Failure::Rejected(detail)),
+                Err(e @ StoreError::Data { .. }) => Err(Failure::Rejected(e.to_string())),
                 Err(e) => Err(Failure::Unavailable(e.to_string())),
             })
             .collect();
@@ -325,16 +325,8 @@ impl<S: BatchSink> Worker<S> {
             let started = Instant::now();
             match self.runtime.block_on(self.sink.write_batch(&rows)) {
                 Ok(written) => {
-                    metrics
-                        .commit_duration
-                        .observe(started.elapsed().as_secs_f64());
-                    metrics.batch_rows.observe(rows.alert_count() as f64);
-                    metrics
-                        .notifications_stored
-                        .inc_by(rows.notification_count() as u64);
-                    let unchanged = rows.alert_count() as u64 - written.changed;
-                    metrics.alerts_stored.inc_by(written.changed);
-                    metrics.alerts_unchanged.inc_by(unchanged);
+                    let (alerts, notifications) = (rows.alert_count(), rows.notification_count());
+                    metrics.committed(alerts, notifications, written.changed, started.elapsed());
                     return Ok(written);
                 }
                 Err(e) => {

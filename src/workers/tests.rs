@@ -24,7 +24,10 @@ impl BatchSink for Picky {
         let refused = rows.alertnames().contains(&"BAD");
         self.writes.lock().push((rows.alert_count(), refused));
         if refused {
-            return Err(StoreError::Data("22000: refused".into()));
+            return Err(StoreError::Data {
+                sqlstate: "22000".into(),
+                message: "refused".into(),
+            });
         }
         Ok(Written {
             changed: rows.alert_count() as u64,

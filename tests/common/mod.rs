@@ -135,9 +135,24 @@ fn with_dbname(url: &str, name: &str) -> String {
     format!("{base}/{name}{query}")
 }
 
-/// A config for tests: a free port, this database, short timeouts.
+/// A spool directory of its own under the system's temp dir
+/// (`alert-ingest-tests/`, which scripts/test empties before a run).
+pub fn spool_dir() -> std::path::PathBuf {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir()
+        .join("alert-ingest-tests")
+        .join(format!(
+            "spool-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ))
+}
+
+/// A config for tests: the default durability (spool) with a spool of its
+/// own, a free port, this database, short timeouts.
 pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::default();
+    config.spool.dir = spool_dir();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.request_timeout = Duration::from_secs(5);
     config.server.shutdown_grace = Duration::from_secs(10);
@@ -243,6 +258,21 @@ impl Client {
             ready.is_ok_and(|r| r.status() == 200)
         })
         .await
+    }
+
+    /// Waits until every request acknowledged so far is in PostgreSQL:
+    /// with `durability: spool`, until the loader has loaded the spool (a
+    /// 200 means synced to it); with `durability: database` at once (a 200
+    /// means committed). Panics after 30 s.
+    pub async fn settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.metric("alert_ingest_spool_records_pending").await != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the spool was not loaded into PostgreSQL within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Posts once; the status, the answer and how long it took.
