@@ -671,8 +671,11 @@ impl SpoolConfig {
                 "spool.segment_bytes: must be at least {MIN_SEGMENT_BYTES}"
             ));
         }
-        if self.max_bytes < self.segment_bytes {
-            problems.push("spool.max_bytes: must be at least spool.segment_bytes".into());
+        // Loaded data is freed a segment at a time, and the segment being
+        // written is not freed until the next one is begun: with room for
+        // less than two, a full spool could never make room again.
+        if self.max_bytes < 2 * self.segment_bytes {
+            problems.push("spool.max_bytes: must be at least twice spool.segment_bytes".into());
         }
         // The directory is only used with durability: spool; there it must
         // be one (or not exist yet, and be created at startup).

@@ -144,7 +144,7 @@ impl Metrics {
         );
         r.register(
             "queue_depth",
-            "Webhook requests waiting for a worker",
+            "Webhook requests waiting for a worker (durability: database) or for the spool's writer (spool)",
             m.queue_depth.clone(),
         );
         r.register(

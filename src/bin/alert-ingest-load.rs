@@ -72,6 +72,11 @@ struct Args {
     /// After the run, check this PostgreSQL database for every acknowledged alert.
     #[arg(long)]
     verify: Option<String>,
+    /// With --verify: how long to wait for every acknowledged alert to be
+    /// in PostgreSQL (with `durability: spool` a 200 means spooled, and the
+    /// loader stores it shortly after), e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    verify_within: Duration,
     /// Resend a request answered 5xx (or lost in transport) until it is
     /// acknowledged or this long has passed since its first attempt, e.g. 2m.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
@@ -222,7 +227,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let elapsed = started.elapsed();
     let verified = match &plan.args.verify {
-        Some(url) => Some(verify(url, &plan, &tally).await?),
+        Some(url) => Some(verify_within(url, &plan, &tally).await?),
         None => None,
     };
     report(&plan, &tally, elapsed, verified.as_ref());
@@ -436,6 +441,24 @@ struct Verified {
     /// Alerts of the run stored (acknowledged or not: a request answered
     /// 503 may have committed before its answer was lost).
     stored: u64,
+    /// From the end of the load to the verification that found nothing
+    /// missing (or gave up): how far behind the answers the rows were.
+    stored_within: Duration,
+}
+
+/// Verifies again every `VERIFY_POLL` until nothing acknowledged is
+/// missing or `--verify-within` has passed.
+async fn verify_within(url: &str, plan: &Plan, tally: &Tally) -> anyhow::Result<Verified> {
+    const VERIFY_POLL: Duration = Duration::from_millis(100);
+    let started = Instant::now();
+    loop {
+        let mut verified = verify(url, plan, tally).await?;
+        if verified.lost == 0 || started.elapsed() >= plan.args.verify_within {
+            verified.stored_within = started.elapsed();
+            return Ok(verified);
+        }
+        tokio::time::sleep(VERIFY_POLL).await;
+    }
 }
 
 async fn verify(url: &str, plan: &Plan, tally: &Tally) -> anyhow::Result<Verified> {
@@ -482,6 +505,7 @@ async fn verify(url: &str, plan: &Plan, tally: &Tally) -> anyhow::Result<Verifie
         lost: expected.filter(|pod| !stored.contains(pod)).count() as u64,
         duplicates,
         stored: stored.len() as u64,
+        stored_within: Duration::ZERO,
     })
 }
 
@@ -515,8 +539,8 @@ fn report(plan: &Plan, tally: &Tally, elapsed: Duration, verified: Option<&Verif
     }
     if let Some(v) = verified {
         eprintln!(
-            "verified in PostgreSQL: {} acknowledged alerts missing, {} stored more than once ({} of the run stored)",
-            v.lost, v.duplicates, v.stored
+            "verified in PostgreSQL: {} acknowledged alerts missing, {} stored more than once ({} of the run stored; checked {:.1} s after the load ended)",
+            v.lost, v.duplicates, v.stored, v.stored_within.as_secs_f64()
         );
     }
     println!("run={}", plan.run);
@@ -539,5 +563,6 @@ fn report(plan: &Plan, tally: &Tally, elapsed: Duration, verified: Option<&Verif
         println!("lost={}", v.lost);
         println!("duplicates={}", v.duplicates);
         println!("stored={}", v.stored);
+        println!("stored_within_ms={}", v.stored_within.as_millis());
     }
 }

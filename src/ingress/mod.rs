@@ -391,6 +391,8 @@ impl Ingress {
             }
             Durable::Spool(spool) => {
                 let status = spool.status();
+                m.queue_depth.set(status.queue_depth as i64);
+                m.queue_capacity.set(status.queue_capacity as i64);
                 m.spool_bytes.set(status.bytes as i64);
                 m.spool_max_bytes.set(status.max_bytes as i64);
                 m.spool_records_pending.set(status.pending_records as i64);

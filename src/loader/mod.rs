@@ -393,7 +393,7 @@ impl Load {
     /// Keeps the request at `at` in `rejected_notifications` and moves the
     /// position past it, in one transaction.
     fn reject(
-        &self,
+        &mut self,
         at: Position,
         end: Position,
         (received_at, request_id): (OffsetDateTime, i64),
@@ -438,7 +438,7 @@ impl Load {
     }
 
     /// Everything before `end` is committed: `records` requests of `bytes`.
-    fn loaded(&self, end: Position, records: u64, bytes: u64) {
+    fn loaded(&mut self, end: Position, records: u64, bytes: u64) {
         self.reader.loaded(end, records, bytes);
         let next = match &self.carry {
             Some(Item::Parsed(l)) => Some(l.delivery.received_at),

@@ -1,9 +1,12 @@
 //! The files to replay, and their bodies parsed in parallel.
 //!
 //! A file named `*.jsonl` or `*.ndjson` holds JSON lines (one body per
-//! line, blank lines ignored). Any other file holds one body, unless more
-//! than one of its lines starts with `{`: JSON lines saved under another
-//! name (a pretty-printed body indents every brace but its first).
+//! line, blank lines ignored). A spool segment (`*.seg`, recognised by its
+//! header whatever its name) holds the bodies a service spooled, each with
+//! the receipt time and request id it was received with. Any other file
+//! holds one body, unless more than one of its lines starts with `{`: JSON
+//! lines saved under another name (a pretty-printed body indents every
+//! brace but its first).
 
 use std::collections::HashSet;
 use std::fs;
@@ -19,11 +22,12 @@ use time::OffsetDateTime;
 use super::{Captured, Rejected, ReplayError, Source};
 use crate::config::LimitsConfig;
 use crate::model::{Alert, Interner};
-use crate::parse::{parse, Scratch};
+use crate::parse::{parse_at, Scratch};
+use crate::spool::segment;
 
 /// What a directory walk picks up; a file named on the command line is
 /// read whatever its name.
-const EXTENSIONS: [&str; 3] = ["json", "jsonl", "ndjson"];
+const EXTENSIONS: [&str; 4] = ["json", "jsonl", "ndjson", "seg"];
 /// Files read as JSON lines whatever their content.
 const LINES_EXTENSIONS: [&str; 2] = ["jsonl", "ndjson"];
 
@@ -115,11 +119,41 @@ impl Reader<'_> {
                 return vec![Err(Rejected::new(source, format!("cannot read: {e}")))];
             }
         };
+        if segment::is_segment(&bytes) {
+            return self.segment(path, &bytes);
+        }
         if is_json_lines(&path, &bytes) {
             return self.lines(path, &mut bytes);
         }
         let source = Source { path, line: None };
-        vec![self.body(source, trim(&mut bytes), &mut Scratch::default())]
+        vec![self.body(source, trim(&mut bytes), &mut Scratch::default(), None)]
+    }
+
+    /// A spool segment's records, each keyed as the service received it,
+    /// so that loading a spool again (or one the service loaded in part)
+    /// adds no row twice. `line` is the record's number.
+    fn segment(&self, path: Arc<Path>, bytes: &[u8]) -> Vec<Read> {
+        let source = |line| Source {
+            path: path.clone(),
+            line,
+        };
+        let (entries, damage) = match segment::entries(bytes) {
+            Ok(read) => read,
+            Err(why) => return vec![Err(Rejected::new(source(None), why))],
+        };
+        let mut read: Vec<Read> = entries
+            .into_par_iter()
+            .enumerate()
+            .map_init(Scratch::default, |scratch, (i, (_, mut entry))| {
+                let key = Some((entry.received_at, entry.request_id));
+                self.body(source(Some(i + 1)), &mut entry.body, scratch, key)
+            })
+            .collect();
+        if let Some((at, why)) = damage {
+            let reason = format!("damaged from byte {at} on ({why}): the rest is not read");
+            read.push(Err(Rejected::new(source(None), reason)));
+        }
+        read
     }
 
     fn lines(&self, path: Arc<Path>, bytes: &mut [u8]) -> Vec<Read> {
@@ -136,12 +170,20 @@ impl Reader<'_> {
                     path: path.clone(),
                     line: Some(i + 1),
                 };
-                self.body(source, line, scratch)
+                self.body(source, line, scratch, None)
             })
             .collect()
     }
 
-    fn body(&self, source: Source, body: &mut [u8], scratch: &mut Scratch) -> Read {
+    /// One body; `key`: its receipt time and request id when it carries
+    /// them (a spool record), else derived from its alerts and its bytes.
+    fn body(
+        &self,
+        source: Source,
+        body: &mut [u8],
+        scratch: &mut Scratch,
+        key: Option<(OffsetDateTime, i64)>,
+    ) -> Read {
         if body.len() > self.max_body_bytes {
             let reason = format!(
                 "{} bytes, more than server.max_body_bytes ({})",
@@ -151,12 +193,13 @@ impl Reader<'_> {
             return Err(Rejected::new(source, reason));
         }
         // Before parsing: simd-json rewrites the body in place.
-        let request_id = request_id(body);
-        let webhook = match parse(body, scratch, self.interner, self.limits) {
+        let request_id = key.map_or_else(|| request_id(body), |(_, id)| id);
+        let now = key.map_or_else(OffsetDateTime::now_utc, |(at, _)| at);
+        let webhook = match parse_at(body, scratch, self.interner, self.limits, now) {
             Ok(webhook) => webhook,
             Err(e) => return Err(Rejected::new(source, e.to_string())),
         };
-        let Some(received_at) = latest(&webhook.alerts) else {
+        let Some(received_at) = key.map(|(at, _)| at).or_else(|| latest(&webhook.alerts)) else {
             return Err(Rejected::new(source, NO_ALERTS.into()));
         };
         Ok(Captured {

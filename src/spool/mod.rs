@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
@@ -57,6 +58,12 @@ use crate::telemetry::Metrics;
 use dir::Dir;
 use segment::{Header, HEADER_LEN};
 use writer::{Append, Writer};
+
+/// How long after a failed write or sync `/readyz` answers 503 (unless an
+/// append succeeds meanwhile): long enough to steer traffic elsewhere,
+/// short enough that a load balancer sends some back to find out whether
+/// the disk has recovered (nothing else would).
+const FAILING_HOLD: Duration = Duration::from_secs(5);
 
 /// Names a spool: the key of its loaded position in PostgreSQL.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -175,8 +182,11 @@ struct Shared {
     /// Receipt time (µs) of the oldest record not yet loaded; `i64::MIN`
     /// when there is none.
     oldest_unloaded_us: AtomicI64,
-    /// The last append failed (a full disk, an I/O error), until one succeeds.
-    failing: AtomicBool,
+    /// When the last append failed (a full disk, an I/O error), in µs since
+    /// the epoch; `i64::MIN` once one has succeeded since.
+    failed_at_us: AtomicI64,
+    /// An append was refused for want of room, and none has been freed since.
+    full: AtomicBool,
     log: Mutex<Log>,
     /// Rung when records are synced, a segment is sealed, or the writer stops.
     grown: Condvar,
@@ -184,8 +194,15 @@ struct Shared {
 }
 
 impl Shared {
+    fn failing(&self) -> bool {
+        let failed_at = self.failed_at_us.load(Ordering::Relaxed);
+        let now = unix_micros(OffsetDateTime::now_utc());
+        failed_at != i64::MIN && now.saturating_sub(failed_at) < FAILING_HOLD.as_micros() as i64
+    }
+
     fn release(&self, bytes: u64) {
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.full.store(false, Ordering::Relaxed);
     }
 }
 
@@ -238,7 +255,8 @@ impl Spool {
             pending_records: AtomicU64::new(recovered.records),
             pending_bytes: AtomicU64::new(recovered.record_bytes),
             oldest_unloaded_us: AtomicI64::new(recovered.oldest.map_or(i64::MIN, unix_micros)),
-            failing: AtomicBool::new(false),
+            failed_at_us: AtomicI64::new(i64::MIN),
+            full: AtomicBool::new(false),
             log: Mutex::new(Log {
                 segments,
                 closed: false,
@@ -417,8 +435,12 @@ pub struct Status {
     pub pending_bytes: u64,
     /// Age of the oldest record not yet loaded; 0 when all are.
     pub lag_seconds: f64,
-    /// The last append failed to be written or synced.
+    /// An append failed to be written or synced within `FAILING_HOLD`, and
+    /// none has succeeded since.
     pub failing: bool,
+    /// Requests waiting for the writer, and how many may.
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
 }
 
 /// What request handlers append through.
@@ -438,7 +460,8 @@ impl Appender {
         let shared = &self.shared;
         let before = shared.bytes.fetch_add(len, Ordering::Relaxed);
         if before + len > shared.max_bytes {
-            shared.release(len);
+            shared.bytes.fetch_sub(len, Ordering::Relaxed);
+            shared.full.store(true, Ordering::Relaxed);
             return Err(AppendError::Full {
                 max_bytes: shared.max_bytes,
             });
@@ -466,9 +489,11 @@ impl Appender {
 
     /// Whether an append may be taken now (`/readyz`).
     pub fn has_room(&self) -> bool {
+        let s = &self.shared;
         self.queue.has_room()
-            && self.shared.bytes.load(Ordering::Relaxed) < self.shared.max_bytes
-            && !self.shared.failing.load(Ordering::Relaxed)
+            && !s.full.load(Ordering::Relaxed)
+            && s.bytes.load(Ordering::Relaxed) < s.max_bytes
+            && !s.failing()
     }
 
     pub fn status(&self) -> Status {
@@ -486,7 +511,9 @@ impl Appender {
             pending_records: s.pending_records.load(Ordering::Relaxed),
             pending_bytes: s.pending_bytes.load(Ordering::Relaxed),
             lag_seconds,
-            failing: s.failing.load(Ordering::Relaxed),
+            failing: s.failing(),
+            queue_depth: self.queue.depth(),
+            queue_capacity: self.queue.capacity(),
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct Reader {
     shared: Arc<Shared>,
     /// The next record to read.
     at: Position,
+    /// Everything before this is in PostgreSQL (`loaded`).
+    loaded_upto: Position,
     /// The segment being read, and bytes of it read ahead.
     file: Option<(u64, File)>,
     chunk: Vec<u8>,
@@ -72,6 +74,10 @@ impl Reader {
         Reader {
             shared,
             at: Position {
+                segment: first,
+                offset: HEADER_LEN,
+            },
+            loaded_upto: Position {
                 segment: first,
                 offset: HEADER_LEN,
             },
@@ -149,6 +155,12 @@ impl Reader {
                             if shared.grown.wait_until(&mut log, deadline).timed_out()
                                 && matches!(locate(&log, self.at), Located::Wait)
                             {
+                                drop(log);
+                                // A segment loaded while it was written may
+                                // have been sealed since (a roll, a failed
+                                // write): its space is freed now, not at the
+                                // next load, which a full disk may prevent.
+                                self.free(self.loaded_upto);
                                 return Ok(Next::Idle);
                             }
                         }
@@ -250,30 +262,52 @@ impl Reader {
     }
 
     /// The loader has committed everything before `upto`: `records` more
-    /// records of `bytes` bytes. Deletes the segments wholly before it,
-    /// except the newest (whose number the next segment continues from).
-    pub fn loaded(&self, upto: Position, records: u64, bytes: u64) {
+    /// records of `bytes` bytes. Deletes the sealed segments wholly before
+    /// it; the newest segment is emptied down to its header instead, so
+    /// that the numbers of the segments written after a restart continue
+    /// from it (a position in PostgreSQL names a segment by its number).
+    pub fn loaded(&mut self, upto: Position, records: u64, bytes: u64) {
         let shared = &self.shared;
         shared.pending_records.fetch_sub(records, Ordering::Relaxed);
         shared.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.loaded_upto = upto;
+        self.free(upto);
+    }
+
+    /// Deletes (or empties) the sealed segments wholly before `upto`.
+    fn free(&self, upto: Position) {
+        let shared = &self.shared;
         let mut log = shared.log.lock();
         let newest = *log.segments.keys().last().expect("a segment");
         let done: Vec<(u64, u64)> = log
             .segments
             .range(..=upto.segment)
-            .filter(|(n, s)| {
-                **n != newest && s.sealed && (**n < upto.segment || upto.offset >= s.end)
-            })
+            .filter(|(n, s)| s.sealed && (**n < upto.segment || upto.offset >= s.end))
+            .filter(|(n, s)| **n != newest || s.end > HEADER_LEN)
             .map(|(n, s)| (*n, s.disk_len))
             .collect();
         for (n, _) in &done {
-            log.segments.remove(n);
+            if *n == newest {
+                let s = log.segments.get_mut(n).expect("listed above");
+                (s.end, s.disk_len) = (HEADER_LEN, HEADER_LEN);
+            } else {
+                log.segments.remove(n);
+            }
         }
         drop(log);
         for (n, disk_len) in done {
             let path = segment::path(&shared.dir.path, n);
-            match std::fs::remove_file(&path) {
-                Ok(()) => shared.release(disk_len),
+            let freed = if n == newest {
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(HEADER_LEN))
+                    .map(|()| disk_len - HEADER_LEN)
+            } else {
+                std::fs::remove_file(&path).map(|()| disk_len)
+            };
+            match freed {
+                Ok(freed) => shared.release(freed),
                 Err(e) => {
                     tracing::error!(error = %e, file = %path.display(), "cannot delete a loaded spool segment")
                 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
-use super::record::{self, Decoded};
+use super::record::{self, Decoded, Entry};
 use super::SpoolId;
 
 pub const MAGIC: &[u8; 8] = b"AISPOOL\0";
@@ -116,6 +116,43 @@ pub fn read_header(file: &mut File) -> std::io::Result<Header> {
         id: SpoolId(h[12..28].try_into().expect("16 bytes")),
         number: u64::from_le_bytes(h[28..36].try_into().expect("8 bytes")),
     })
+}
+
+/// Whether `bytes` begin like a segment file.
+pub fn is_segment(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+/// The records of a whole segment file read into memory (`replay`), of
+/// any spool: each with its offset; and, if it ends in damage, where and why.
+pub fn entries(bytes: &[u8]) -> Result<(Vec<(u64, Entry)>, Option<(u64, &'static str)>), String> {
+    let header = bytes
+        .get(..HEADER_LEN as usize)
+        .ok_or("shorter than a segment header")?;
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "spool format {version}; this build reads format {FORMAT_VERSION}"
+        ));
+    }
+    if crc32c::crc32c(&header[..36]).to_le_bytes() != header[36..40] {
+        return Err("damaged segment header".into());
+    }
+    let mut entries = Vec::new();
+    let mut at = HEADER_LEN as usize;
+    while at < bytes.len() {
+        match record::decode(&bytes[at..]) {
+            Decoded::Frame { len, entry } => {
+                entries.push((at as u64, entry));
+                at += len;
+            }
+            Decoded::Incomplete { .. } => {
+                return Ok((entries, Some((at as u64, "a record cut short"))))
+            }
+            Decoded::Invalid(why) => return Ok((entries, Some((at as u64, why)))),
+        }
+    }
+    Ok((entries, None))
 }
 
 /// The records of one segment as found by a scan.

@@ -146,7 +146,7 @@ fn a_restart_loads_what_was_not_loaded_and_deletes_what_was() {
 }
 
 #[test]
-fn the_newest_segment_is_kept_so_numbers_never_go_back() {
+fn the_newest_segment_is_emptied_not_deleted_so_numbers_never_go_back() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(dir.path(), 4096);
     for i in 0..50 {
@@ -160,6 +160,8 @@ fn the_newest_segment_is_kept_so_numbers_never_go_back() {
     reader.loaded(end, 50, 0);
     let kept = segments(dir.path());
     assert_eq!(kept.len(), 1, "{kept:?}");
+    let newest = segment::path(dir.path(), kept[0]);
+    assert_eq!(std::fs::metadata(newest).unwrap().len(), HEADER_LEN);
     drop(reader);
     let spool = open(dir.path(), 4096);
     assert_eq!(segments(dir.path()), [kept[0], kept[0] + 1]);

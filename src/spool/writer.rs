@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::segment::{self, HEADER_LEN};
 use super::{AppendError, Framed, Segment, Shared};
+use crate::model::unix_micros;
 
 /// Most bytes appended per sync: bounds the time the first request of a
 /// group waits for the last one's bytes to be written (a record larger
@@ -194,7 +195,7 @@ impl Writer {
     fn published(&mut self, records: u64, bytes: u64) {
         self.len += bytes;
         let shared = &self.shared;
-        shared.failing.store(false, Ordering::Relaxed);
+        shared.failed_at_us.store(i64::MIN, Ordering::Relaxed);
         shared.pending_records.fetch_add(records, Ordering::Relaxed);
         shared.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
         let mut log = shared.log.lock();
@@ -212,7 +213,8 @@ impl Writer {
     /// sync is cut off (best effort) and never read; the next group goes
     /// to a new segment, never to this file again.
     fn distrust(&mut self, error: &std::io::Error) {
-        self.shared.failing.store(true, Ordering::Relaxed);
+        let now = unix_micros(time::OffsetDateTime::now_utc());
+        self.shared.failed_at_us.store(now, Ordering::Relaxed);
         self.shared.metrics.spool_write_errors.inc();
         if let Some(file) = self.file.as_ref() {
             let cut = file.set_len(self.len).and_then(|()| file.sync_data());
