@@ -226,6 +226,12 @@ pub struct SpoolConfig {
     /// A segment file is closed and a new one begun past this size; fully
     /// loaded segments are deleted whole.
     pub segment_bytes: u64,
+    /// Most alerts the loader writes in one transaction (a single larger
+    /// request is one transaction of its own). Larger than
+    /// `batch.max_rows`: no request waits on these commits, and fewer
+    /// commits load faster (1,000-row batches: 1.8× the alerts/s of
+    /// 100-row ones, issue #12).
+    pub load_max_rows: usize,
 }
 
 impl Default for SpoolConfig {
@@ -234,6 +240,7 @@ impl Default for SpoolConfig {
             dir: PathBuf::from("./spool"),
             max_bytes: 1024 * 1024 * 1024,
             segment_bytes: 32 * 1024 * 1024,
+            load_max_rows: 1000,
         }
     }
 }
@@ -663,6 +670,11 @@ impl Config {
 
 impl SpoolConfig {
     fn validate(&self, durability: Durability, problems: &mut Vec<String>) {
+        if !(1..=MAX_BATCH_ROWS).contains(&self.load_max_rows) {
+            problems.push(format!(
+                "spool.load_max_rows: must be from 1 to {MAX_BATCH_ROWS}"
+            ));
+        }
         if self.dir.as_os_str().is_empty() {
             problems.push("spool.dir: must not be empty".into());
         }
@@ -770,6 +782,36 @@ mod tests {
         config.validate().unwrap();
         config.apply_env(|k| (k == ENV_DATABASE_URL).then(|| "postgres://y@h/db".into()));
         assert_eq!(config.database.url, "postgres://y@h/db");
+    }
+
+    #[test]
+    fn durability_and_spool_dir_come_from_the_environment_and_are_checked() {
+        let mut config = Config::default();
+        assert_eq!(config.durability, Durability::Spool, "the default");
+        let problems = config.apply_env(|k| match k {
+            ENV_DURABILITY => Some("database".into()),
+            ENV_SPOOL_DIR => Some("/var/lib/alert-ingest/spool".into()),
+            _ => None,
+        });
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(config.durability, Durability::Database);
+        assert_eq!(config.spool.dir, Path::new("/var/lib/alert-ingest/spool"));
+        let problems = config.apply_env(|k| (k == ENV_DURABILITY).then(|| "disk".into()));
+        assert_eq!(
+            problems,
+            ["ALERT_INGEST_DURABILITY: must be \"spool\" or \"database\", not \"disk\""]
+        );
+        config.spool.segment_bytes = 1 << 20;
+        config.spool.max_bytes = 1 << 20;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("spool.max_bytes: must be at least twice"),
+            "{err}"
+        );
+        let err = Config::from_yaml("durability: disk\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("durability"), "{err}");
     }
 
     #[test]

@@ -34,7 +34,9 @@ fn alert(name: &str, i: usize) -> Value {
 /// The service on `db` through a fault proxy, which starts up.
 async fn behind_proxy(db: &TestDb) -> (FaultProxy, Config) {
     let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let config = test_config(&db.url_via(proxy.addr));
+    let mut config = test_config(&db.url_via(proxy.addr));
+    // A shutdown with the database away loads nothing: no need to try long.
+    config.server.shutdown_grace = Duration::from_secs(2);
     (proxy, config)
 }
 
@@ -291,6 +293,8 @@ async fn a_full_disk_is_a_503_and_nothing_acknowledged_is_lost() {
     let disk = SmallDisk::mount("256k");
     let (proxy, mut config) = behind_proxy(&db).await;
     config.spool.dir = disk.0.clone();
+    // Segments are zero-filled whole when begun: small ones on a small disk.
+    config.spool.segment_bytes = 16 * 1024;
     let service = Service::start(config).await;
     assert!(service.wait_ready(Duration::from_secs(10)).await);
     proxy.set_down();

@@ -5,8 +5,8 @@
 //!
 //! One thread, one connection, one batch at a time, in spool order: a later
 //! delivery of an episode is never committed before an earlier one. Each
-//! batch holds whole requests (up to `batch.max_rows` alerts, or one larger
-//! request) and carries the spool position after its last request, written
+//! batch holds whole requests (up to `spool.load_max_rows` alerts, or one
+//! larger request) and carries the spool position after its last request, written
 //! in the same transaction as its rows: after a crash, loading resumes
 //! exactly there, neither losing nor repeating a request.
 //!

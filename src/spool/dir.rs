@@ -50,6 +50,18 @@ impl Dir {
         })
     }
 
+    /// Removes segments left half-prepared by a crash (never part of the
+    /// spool: see `segment::prepare`).
+    pub fn remove_prepared(&self) -> Result<(), OpenError> {
+        for entry in fs::read_dir(&self.path).map_err(|e| OpenError::io(&self.path, e))? {
+            let path = entry.map_err(|e| OpenError::io(&self.path, e))?.path();
+            if path.extension().is_some_and(|e| e == "prepared") {
+                fs::remove_file(&path).map_err(|e| OpenError::io(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The segments' numbers, in order.
     pub fn segments(&self) -> Result<Vec<u64>, OpenError> {
         let mut numbers = Vec::new();

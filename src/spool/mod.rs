@@ -227,7 +227,8 @@ impl Spool {
         let dir = Dir::open(&config.dir)?;
         let recovered = recover(&dir, &metrics)?;
         let next = recovered.segments.keys().last().map_or(1, |n| n + 1);
-        let file = segment::create(&dir.path, &dir.id, next)
+        let file = segment::prepare(&dir.path, &dir.id, next, config.segment_bytes)
+            .and_then(|file| segment::install(&dir.path, next).map(|()| file))
             .map_err(|e| OpenError::io(&segment::path(&dir.path, next), e))?;
         let mut segments = recovered.segments;
         segments.insert(
@@ -298,6 +299,7 @@ fn recover(dir: &Dir, metrics: &Metrics) -> Result<Recovered, OpenError> {
         record_bytes: 0,
         oldest: None,
     };
+    dir.remove_prepared()?;
     let numbers = dir.segments()?;
     for (i, &number) in numbers.iter().enumerate() {
         let path = segment::path(&dir.path, number);
@@ -340,16 +342,11 @@ fn recover(dir: &Dir, metrics: &Metrics) -> Result<Recovered, OpenError> {
         }
         let scanned = segment::scan(&file).map_err(io)?;
         if let Some(why) = scanned.damage {
-            cut(
-                dir,
-                number,
-                &file,
-                scanned.valid_end,
-                scanned.len,
-                why,
-                metrics,
-            )
-            .map_err(io)?;
+            let (from, to) = (scanned.valid_end, scanned.written_end);
+            cut(dir, number, &file, from, to, why, metrics).map_err(io)?;
+        } else if scanned.len > scanned.valid_end {
+            // The zeros prepared ahead of records that never came.
+            file.set_len(scanned.valid_end).map_err(io)?;
         }
         recovered.records += scanned.records;
         recovered.record_bytes += scanned.valid_end - HEADER_LEN;

@@ -16,6 +16,7 @@ fn config(dir: &Path, segment_bytes: u64, max_bytes: u64) -> SpoolConfig {
         dir: dir.to_owned(),
         max_bytes,
         segment_bytes,
+        ..SpoolConfig::default()
     }
 }
 

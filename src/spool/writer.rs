@@ -5,9 +5,10 @@
 //! PostgreSQL's WAL flush does).
 
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -35,12 +36,16 @@ pub struct Writer {
     shared: Arc<Shared>,
     rx: Receiver<Append>,
     /// The segment being written; `None` after a failed write or sync,
-    /// until a new segment could be created.
+    /// until a new segment could be begun.
     file: Option<File>,
     number: u64,
-    /// Bytes in the segment, all synced (a failed group is cut off).
+    /// Bytes of records (and header) in the segment, all synced: where the
+    /// next group is written (a failed group is cut off).
     len: u64,
     segment_bytes: u64,
+    /// The next segment, being zero-filled by a thread of its own while
+    /// this one fills up (see `segment::prepare`).
+    next: Option<(u64, JoinHandle<std::io::Result<File>>)>,
     /// One group's frames, written with one call.
     buffer: Vec<u8>,
 }
@@ -53,15 +58,18 @@ impl Writer {
         number: u64,
         segment_bytes: u64,
     ) -> Writer {
-        Writer {
+        let mut writer = Writer {
             shared,
             rx,
             file: Some(file),
             number,
             len: HEADER_LEN,
             segment_bytes,
+            next: None,
             buffer: Vec::new(),
-        }
+        };
+        writer.prepare_next();
+        writer
     }
 
     /// Until the queue is closed and drained.
@@ -82,6 +90,10 @@ impl Writer {
             }
         }
         self.seal();
+        if let Some((number, handle)) = self.next.take() {
+            let _ = handle.join();
+            let _ = std::fs::remove_file(segment::prepared_path(&self.shared.dir.path, number));
+        }
         let mut log = self.shared.log.lock();
         log.closed = true;
         self.shared.grown.notify_all();
@@ -113,8 +125,8 @@ impl Writer {
         }
         let started = Instant::now();
         let buffer = std::mem::take(&mut self.buffer);
-        let written = self.room_for(bytes).and_then(|file| {
-            file.write_all(&buffer)?;
+        let written = self.room_for(bytes).and_then(|(file, at)| {
+            file.write_all_at(&buffer, at)?;
             fail::fail_point!("spool::sync", |_| Err(std::io::Error::other(
                 "failpoint spool::sync"
             )));
@@ -139,21 +151,23 @@ impl Writer {
         }
     }
 
-    /// The segment to append `bytes` to: this one, or a new one past
-    /// `spool.segment_bytes` or after a failure.
-    fn room_for(&mut self, bytes: u64) -> std::io::Result<&mut File> {
+    /// The segment to append `bytes` to, and where in it: this one, or a
+    /// new one past `spool.segment_bytes` or after a failure.
+    fn room_for(&mut self, bytes: u64) -> std::io::Result<(&File, u64)> {
         let full = self.len > HEADER_LEN && self.len + bytes > self.segment_bytes;
         if self.file.is_none() || full {
             self.roll()?;
         }
-        Ok(self.file.as_mut().expect("a segment after roll"))
+        let file = self.file.as_ref().expect("a segment after roll");
+        Ok((file, self.len))
     }
 
-    /// Seals the current segment and begins the next.
+    /// Seals the current segment and begins the next, prepared ahead.
     fn roll(&mut self) -> std::io::Result<()> {
         self.seal();
         let next = self.number + 1;
-        let file = segment::create(&self.shared.dir.path, &self.shared.dir.id, next)?;
+        let file = self.take_next(next)?;
+        segment::install(&self.shared.dir.path, next)?;
         self.shared.bytes.fetch_add(HEADER_LEN, Ordering::Relaxed);
         let mut log = self.shared.log.lock();
         log.roll_requested = false;
@@ -170,7 +184,35 @@ impl Writer {
         self.number = next;
         self.len = HEADER_LEN;
         self.shared.grown.notify_all();
+        self.prepare_next();
         Ok(())
+    }
+
+    /// Starts zero-filling the segment after the current one.
+    fn prepare_next(&mut self) {
+        let (dir, id) = (self.shared.dir.path.clone(), self.shared.dir.id);
+        let (number, len) = (self.number + 1, self.segment_bytes);
+        let preparing = std::thread::Builder::new()
+            .name("spool-prepare".into())
+            .spawn(move || segment::prepare(&dir, &id, number, len));
+        match preparing {
+            Ok(handle) => self.next = Some((number, handle)),
+            Err(e) => tracing::warn!(error = %e, "cannot prepare the next spool segment ahead"),
+        }
+    }
+
+    /// Segment `number`, prepared: by the thread started for it, or now
+    /// if that failed (a full disk may have room again).
+    fn take_next(&mut self, number: u64) -> std::io::Result<File> {
+        if let Some((n, handle)) = self.next.take() {
+            if let Ok(Ok(file)) = handle.join() {
+                if n == number {
+                    return Ok(file);
+                }
+            }
+        }
+        let (dir, id) = (&self.shared.dir.path, &self.shared.dir.id);
+        segment::prepare(dir, id, number, self.segment_bytes)
     }
 
     fn roll_if_requested(&mut self) {
@@ -181,8 +223,12 @@ impl Writer {
         }
     }
 
-    /// No more appends to the current segment.
+    /// No more appends to the current segment; the zeros after its
+    /// records are given back.
     fn seal(&mut self) {
+        if let Some(file) = self.file.as_ref() {
+            let _ = file.set_len(self.len);
+        }
         let mut log = self.shared.log.lock();
         if let Some(segment) = log.segments.get_mut(&self.number) {
             segment.sealed = true;
