@@ -284,24 +284,12 @@ impl Load {
         batch.add(loaded, &self.shared.cache, &self.shared.interner);
     }
 
-    /// Writes the batch with the position after it, until it commits.
+    /// Writes the batch; if PostgreSQL refuses it, each of its requests
+    /// on its own.
     fn load(&mut self, batch: Batch<Loaded>) -> Result<(), Stopped> {
-        let (end, records, bytes) = extent(&batch);
-        self.shared
-            .metrics
-            .alerts_unchanged
-            .inc_by(batch.unchanged as u64);
-        let mut rows = batch.rows(&self.shared.interner, None);
-        rows.set_loaded_position(self.spool_id.clone(), end.segment as i64, end.offset as i64);
-        match self.write(&mut rows) {
-            Ok(_) => {
-                drop(rows);
-                self.shared.cache.committed(batch.states(None));
-                self.loaded(end, records, bytes);
-                Ok(())
-            }
+        match self.commit(&batch, Writing::First) {
+            Ok(()) => Ok(()),
             Err(WriteFailed::Refused { .. }) => {
-                drop(rows);
                 let spans: Vec<(Position, Position)> =
                     batch.jobs().map(|l| (l.at, l.end)).collect();
                 spans
@@ -315,16 +303,7 @@ impl Load {
     /// After a batch was refused: the request at `at`, read back from the
     /// spool and written on its own; refused again, it is rejected.
     fn load_alone(&mut self, at: Position, end: Position) -> Result<(), Stopped> {
-        let entry = match self.reader.reread(at) {
-            Ok(entry) => entry,
-            Err(e) => {
-                // Read a moment ago: the disk failed under us. Loading
-                // cannot go on past it without losing it.
-                tracing::error!(error = %e, ?at, "cannot read a spooled request back");
-                self.pause(RETRY_BACKOFF_MAX)?;
-                return self.load_alone(at, end);
-            }
-        };
+        let entry = self.reread(at)?;
         let key = (entry.received_at, entry.request_id);
         let record = spool::Record { at, end, entry };
         let loaded = match self.parse(record) {
@@ -336,27 +315,47 @@ impl Load {
         };
         let mut batch = Batch::new(loaded.delivery.alert_count.max(1));
         self.add(&mut batch, loaded);
-        self.shared
-            .metrics
-            .alerts_unchanged
-            .inc_by(batch.unchanged as u64);
-        let mut rows = batch.rows(&self.shared.interner, None);
-        rows.set_loaded_position(self.spool_id.clone(), end.segment as i64, end.offset as i64);
-        // A request of a refused batch: its notification may be the one
-        // refused (stored already, by a replay of this spool, say).
-        rows.set_may_be_stored();
-        match self.write(&mut rows) {
-            Ok(_) => {
-                drop(rows);
-                self.shared.cache.committed(batch.states(None));
-                self.loaded(end, 1, end.offset - at.offset);
-                Ok(())
-            }
+        match self.commit(&batch, Writing::AfterRefusal) {
+            Ok(()) => Ok(()),
             Err(WriteFailed::Refused { sqlstate, message }) => {
-                drop(rows);
                 self.reject(at, end, key, Some(&sqlstate), &message)
             }
             Err(WriteFailed::Stopped(stopped)) => Err(stopped),
+        }
+    }
+
+    /// Writes `batch` with the spool position after it until it commits
+    /// (or is refused); then the cache and the spool learn of it.
+    fn commit(&mut self, batch: &Batch<Loaded>, writing: Writing) -> Result<(), WriteFailed> {
+        let (end, records, bytes) = extent(batch);
+        let metrics = &self.shared.metrics;
+        metrics.alerts_unchanged.inc_by(batch.unchanged as u64);
+        let mut rows = batch.rows(&self.shared.interner, None);
+        rows.set_loaded_position(self.spool_id.clone(), end.segment as i64, end.offset as i64);
+        if writing == Writing::AfterRefusal {
+            // Its notification may be what was refused: stored already (by
+            // a replay of this spool, say).
+            rows.set_may_be_stored();
+        }
+        self.write(&mut rows)?;
+        drop(rows);
+        self.shared.cache.committed(batch.states(None));
+        self.loaded(end, records, bytes);
+        Ok(())
+    }
+
+    /// The request at `at` read back from the spool (it was read a moment
+    /// ago: if the disk fails now, loading cannot go on past it without
+    /// losing it, so it waits).
+    fn reread(&self, at: Position) -> Result<spool::Entry, Stopped> {
+        loop {
+            match self.reader.reread(at) {
+                Ok(entry) => return Ok(entry),
+                Err(e) => {
+                    tracing::error!(error = %e, ?at, "cannot read a spooled request back");
+                    self.pause(RETRY_BACKOFF_MAX)?;
+                }
+            }
         }
     }
 
@@ -401,14 +400,7 @@ impl Load {
         message: &str,
     ) -> Result<(), Stopped> {
         // The body as received: the parser rewrote the copy it was given.
-        let body = match self.reader.reread(at) {
-            Ok(entry) => entry.body,
-            Err(e) => {
-                tracing::error!(error = %e, ?at, "cannot read a refused request back from the spool");
-                self.pause(RETRY_BACKOFF_MAX)?;
-                return self.reject(at, end, (received_at, request_id), sqlstate, message);
-            }
-        };
+        let body = self.reread(at)?.body;
         let rejection = Rejection {
             received_at,
             request_id,
@@ -469,6 +461,14 @@ impl Load {
         }
         Ok(())
     }
+}
+
+/// Whether a batch is written for the first time, or again, request by
+/// request, after PostgreSQL refused it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writing {
+    First,
+    AfterRefusal,
 }
 
 /// Why a write did not commit.
