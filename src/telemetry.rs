@@ -86,8 +86,8 @@ impl Metrics {
             notifications_stored: Counter::default(),
             queue_depth: Gauge::default(),
             queue_capacity: Gauge::default(),
-            // 1 .. 512 rows
-            batch_rows: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            // 1 .. 16384 rows: the loader's batches reach spool.load_max_rows.
+            batch_rows: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
             commit_duration: latency(),
             db_errors: Family::default(),
             interned_strings: Gauge::default(),

@@ -77,6 +77,12 @@ pub fn prepare(dir: &Path, id: &SpoolId, number: u64, len: u64) -> std::io::Resu
             let n = ZERO_CHUNK.min((len - at) as usize);
             file.write_all(&ZEROS[..n])?;
             at += n as u64;
+            // Flushed a chunk at a time: one flush of the whole segment
+            // would fill the disk's queue for tens of milliseconds, and
+            // every request's sync would wait behind it.
+            if at % ZERO_SYNC_EVERY < n as u64 {
+                file.sync_data()?;
+            }
         }
         file.sync_all()
     })();
@@ -96,6 +102,8 @@ pub fn install(dir: &Path, number: u64) -> std::io::Result<()> {
 
 /// Bytes of zeros written at a time when preparing a segment.
 const ZERO_CHUNK: usize = 64 * 1024;
+/// Zeros written between two flushes when preparing a segment.
+const ZERO_SYNC_EVERY: u64 = 256 * 1024;
 
 fn header(id: &SpoolId, number: u64) -> [u8; HEADER_LEN as usize] {
     let mut h = [0; HEADER_LEN as usize];
