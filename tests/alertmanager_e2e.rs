@@ -16,6 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_postgres::Client;
 
+use alert_ingest::config::Durability;
 use common::proxy::FaultProxy;
 use common::{count, eventually, test_config, Service, TestDb};
 
@@ -79,6 +80,8 @@ async fn postgres_holds_exactly_what_alertmanager_reports() {
         diagnose(&pg, &am).await
     );
     tokio::time::sleep(SETTLE).await;
+    // Whatever was acknowledged by then is loaded (durability: spool).
+    service.settled().await;
 
     // 4. PostgreSQL holds exactly Alertmanager's view, and nothing else.
     let alerts = alert_rows(&pg).await;
@@ -112,6 +115,19 @@ async fn postgres_holds_exactly_what_alertmanager_reports() {
 /// alert that was delivered firing is in PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
+    // Alertmanager's retries after 503s are the database mode's way through an outage.
+    database_outage(Durability::Database).await;
+}
+
+/// The same outage with `durability: spool`: Alertmanager is answered 200
+/// throughout (it never sees the outage), and everything it sent meanwhile
+/// is loaded into PostgreSQL once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_never_sees_a_database_outage_behind_the_spool() {
+    database_outage(Durability::Spool).await;
+}
+
+async fn database_outage(durability: Durability) {
     let outage = Duration::from_secs(
         std::env::var("AI_OUTAGE_SECS")
             .ok()
@@ -120,7 +136,9 @@ async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
     );
     let db = TestDb::create().await;
     let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let service = Service::start(test_config(&db.url_via(proxy.addr))).await;
+    let mut config = test_config(&db.url_via(proxy.addr));
+    config.durability = durability;
+    let service = Service::start(config).await;
     assert!(
         service.wait_ready(Duration::from_secs(10)).await,
         "the service never became ready"
@@ -134,6 +152,7 @@ async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
         .await;
     let seen = am.wait_for(&sent).await;
     assert_five_stored_firing(&pg, &am).await;
+    service.settled().await;
 
     // The database goes away. Meanwhile the HighLatency group resolves and a
     // new alert group starts firing.
@@ -155,14 +174,30 @@ async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
     let refused = service
         .metric(r#"alert_ingest_http_requests_total{code="503"}"#)
         .await;
-    assert!(
-        refused > 0,
-        "Alertmanager was never answered 503 during the outage"
-    );
+    match durability {
+        Durability::Database => assert!(
+            refused > 0,
+            "Alertmanager was never answered 503 during the outage"
+        ),
+        Durability::Spool => {
+            assert_eq!(
+                non_2xx_answers(&service).await,
+                Vec::<String>::new(),
+                "Alertmanager was answered non-2xx during the outage"
+            );
+            let failed = am.metric(AM_WEBHOOK_FAILURES).await;
+            assert_eq!(failed, 0, "Alertmanager saw failed webhook notifications");
+            // Both groups' notifications were acknowledged from the spool
+            // while the database was away (so the checks above were not idle).
+            let spooled = service.metric("alert_ingest_spool_records_pending").await;
+            assert!(spooled >= 2, "{spooled} requests spooled during the outage");
+        }
+    }
     assert_eq!(count(&pg, "alerts").await, 5, "nothing stored while away");
 
-    // Back: Alertmanager's retries deliver the resolutions and the new group.
+    // Back: Alertmanager's retries (or the loader) deliver the resolutions and the new group.
     proxy.set_up();
+    service.settled().await;
     let resolved_fps = resolved_fingerprints(&sent, &seen);
     let caught_up = eventually(Duration::from_secs(60), || {
         let (pg, fps) = (&pg, &resolved_fps);
@@ -190,8 +225,29 @@ async fn alertmanager_retries_deliver_everything_after_a_database_outage() {
         8,
         "one row per alert, none twice"
     );
+    if durability == Durability::Spool {
+        assert_eq!(non_2xx_answers(&service).await, Vec::<String>::new());
+        assert_eq!(am.metric(AM_WEBHOOK_FAILURES).await, 0);
+    }
     drop(am);
     service.shutdown().await;
+}
+
+/// Alertmanager's count of webhook notifications that failed (a non-2xx
+/// answer or a transport error), retries included.
+const AM_WEBHOOK_FAILURES: &str =
+    r#"alertmanager_notifications_failed_total{integration="webhook"}"#;
+
+/// The service's `alert_ingest_http_requests_total` series for any status
+/// but 2xx.
+async fn non_2xx_answers(service: &Service) -> Vec<String> {
+    let metrics = service.get("/metrics").await.1;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("alert_ingest_http_requests_total{"))
+        .filter(|l| !l.contains("code=\"2"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Waits until Alertmanager has delivered the five alerts of
@@ -769,6 +825,21 @@ impl Alertmanager {
             response.status()
         );
         response.json().await.unwrap()
+    }
+
+    /// The value of one series in Alertmanager's own `/metrics`; 0 when absent.
+    async fn metric(&self, series: &str) -> u64 {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        let metrics = response.text().await.unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0, |v| v.parse::<f64>().unwrap() as u64)
     }
 
     fn stderr(&self) -> String {

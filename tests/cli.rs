@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use alert_ingest::config::ENV_SPOOL_DIR;
 use common::{count, fixture, Client, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_alert-ingest");
@@ -43,14 +44,18 @@ struct Served {
 }
 
 impl Served {
-    /// Starts it with `env` set (and `$RUST_LOG` unset unless given) and
-    /// waits until `/readyz` answers 200.
+    /// Starts it with `env` set (and `$RUST_LOG` unset unless given), on a
+    /// spool dir of its own unless `env` names one, and waits until
+    /// `/readyz` answers 200.
     async fn start(config: &Path, env: &[(&str, &str)]) -> Served {
         let addr = format!("127.0.0.1:{}", free_port());
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(BIN)
             .args(["--config", config.to_str().unwrap(), "--listen", &addr])
             .env_remove("RUST_LOG")
+            // Not the default ./spool, which every test would share (and
+            // the first to start would lock against the others).
+            .env(ENV_SPOOL_DIR, common::spool_dir())
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())

@@ -2,7 +2,9 @@
 //! every file parses; every metric and label the Grafana dashboard and the
 //! Prometheus rules query is one a running service really prints at
 //! `/metrics`; the Kubernetes config passes `check-config`; the systemd unit
-//! and the Deployment leave the drain (`server.shutdown_grace`) time to end.
+//! and the StatefulSet leave the drain (`server.shutdown_grace`) time to end
+//! and give the spool (`durability: spool`) a writable, lasting directory:
+//! the unit's `StateDirectory`, a volume claim per replica.
 
 mod common;
 
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use alert_ingest::config::Config;
+use alert_ingest::config::{Config, Durability};
 use common::{eventually, fixture, incompressible, test_config, webhook, Service, TestDb};
 use serde::Deserialize;
 use serde_json::json;
@@ -28,15 +30,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_alert-ingest");
 const CONFIG_PATH: &str = "/etc/alert-ingest/config.yaml";
 
 /// Metrics the kit may query that alert-ingest does not export: Prometheus's
-/// own `up`, and kube-state-metrics' for readiness. Anything else that is
-/// not an `alert_ingest_*` name is a typo.
+/// own `up`, and kube-state-metrics' for readiness (of the StatefulSet, or
+/// of the stateless Deployment of `durability: database`). Anything else
+/// that is not an `alert_ingest_*` name is a typo.
 const FOREIGN_METRICS: &[&str] = &[
     "up",
+    "kube_statefulset_replicas",
+    "kube_statefulset_status_replicas_ready",
     "kube_deployment_status_replicas_available",
     "kube_deployment_status_replicas_unavailable",
 ];
 /// Labels the scrape adds (`job`, `instance`) or foreign metrics carry.
-const FOREIGN_LABELS: &[&str] = &["job", "instance", "deployment", "namespace"];
+const FOREIGN_LABELS: &[&str] = &["job", "instance", "statefulset", "deployment", "namespace"];
 /// Suffixes by which one metric family names its samples.
 const SAMPLE_SUFFIXES: &[&str] = &["", "_total", "_bucket", "_sum", "_count"];
 
@@ -108,25 +113,31 @@ fn kubernetes_config_map_passes_check_config() {
 }
 
 #[test]
-fn kubernetes_deployment_matches_its_config() {
+fn kubernetes_statefulset_matches_its_config() {
     let docs = yaml_documents(&deploy(KUBERNETES));
-    let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
-    for kind in ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"] {
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    for kind in ["ConfigMap", "StatefulSet", "Service", "PodDisruptionBudget"] {
         assert!(
-            kinds.contains(kind),
+            kinds.contains(&kind),
             "{KUBERNETES} lacks a {kind}: {kinds:?}"
         );
     }
+    // The stateless alternative (`durability: database`) is described in
+    // comments only: two workloads would both serve the Service.
+    assert!(!kinds.contains(&"Deployment"), "{kinds:?}");
     let config = Config::from_yaml(&config_map_text(&docs)).unwrap();
-    let deployment = of_kind(&docs, "Deployment");
-    assert_eq!(deployment["spec"]["replicas"].as_i64(), Some(2));
-    let pod = &deployment["spec"]["template"];
+    assert_eq!(config.durability, Durability::Spool);
+    let set = of_kind(&docs, "StatefulSet");
+    assert_eq!(set["spec"]["replicas"].as_i64(), Some(2));
+    let pod = &set["spec"]["template"];
     let container = &pod["spec"]["containers"][0];
     assert_reads_config(container, &pod["spec"]);
     assert_database_url_from_secret(container);
     assert_probes_and_port(pod, container, config.server.listen.port());
     assert_grace_covers_drain(&pod["spec"], container, config.server.shutdown_grace);
     assert_locked_down(&pod["spec"], container);
+    assert_spool_on_its_claim(set, container, config);
+    assert_services_and_budget_select_the_pods(&docs, set);
 }
 
 #[test]
@@ -160,6 +171,32 @@ fn systemd_unit_serves_the_config_and_outwaits_the_drain() {
     assert!(
         stop > grace,
         "TimeoutStopSec {stop:?} must exceed server.shutdown_grace {grace:?}"
+    );
+    // The spool: in the state directory, the one place ProtectSystem=strict
+    // leaves writable (systemd creates it and hands it to the DynamicUser).
+    assert_eq!(get("ProtectSystem"), ["strict"]);
+    let state = get("StateDirectory");
+    assert_eq!(state.len(), 1, "{SYSTEMD}: one StateDirectory");
+    let mut config = repo_config();
+    assert_eq!(config.durability, Durability::Spool);
+    let environment: Vec<(&str, &str)> = get("Environment")
+        .iter()
+        .flat_map(|v| v.split_whitespace())
+        .filter_map(|assignment| assignment.split_once('='))
+        .collect();
+    let problems = config.apply_env(|key| {
+        environment
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| (*v).to_owned())
+    });
+    assert!(problems.is_empty(), "{problems:?}");
+    let state_dir = Path::new("/var/lib").join(state[0]);
+    assert!(
+        config.spool.dir.starts_with(&state_dir),
+        "spool.dir {} is not in the StateDirectory {}",
+        config.spool.dir.display(),
+        state_dir.display()
     );
 }
 
@@ -221,12 +258,35 @@ async fn scrape_exercised_service() -> String {
     assert_eq!(service.post(stored).await.0, 200, "a repeat");
     assert_eq!(service.post("{").await.0, 400, "invalid JSON");
     assert_eq!(service.get("/nope").await.0, 404);
-    // PostgreSQL refuses an index row this long: db_errors_total{class="data"}.
-    let refused = webhook(vec![json!({
+    // Refused by the parser: PostgreSQL's index could not hold it.
+    let too_long = webhook(vec![json!({
         "labels": {"alertname": incompressible(4000)},
         "startsAt": "2026-11-23T10:00:00Z",
     })]);
-    assert_eq!(service.post(refused).await.0, 400);
+    assert_eq!(service.post(too_long).await.0, 400);
+    // Refused by PostgreSQL itself when loaded (a constraint an operator
+    // added): db_errors_total{class="data"}, rejected_notifications_total.
+    db.client()
+        .await
+        .batch_execute("ALTER TABLE alerts ADD CONSTRAINT no_poison CHECK (alertname <> 'Poison')")
+        .await
+        .unwrap();
+    let poison = webhook(vec![json!({
+        "labels": {"alertname": "Poison"},
+        "startsAt": "2026-11-23T10:00:00Z",
+    })]);
+    assert_eq!(
+        service.post(poison).await.0,
+        200,
+        "acknowledged from the spool"
+    );
+    service.settled().await;
+    assert_eq!(
+        service
+            .metric("alert_ingest_rejected_notifications_total")
+            .await,
+        1
+    );
     // The retention families appear once the first run is recorded.
     let retention_ran = eventually(Duration::from_secs(10), || async {
         let series = "alert_ingest_retention_runs_total{outcome=\"completed\"}";
@@ -643,6 +703,134 @@ fn assert_locked_down(pod_spec: &Yaml, container: &Yaml) {
     let resources = &container["resources"];
     assert!(resources["requests"]["memory"].as_str().is_some());
     assert!(resources["limits"]["memory"].as_str().is_some());
+}
+
+/// `ALERT_INGEST_SPOOL_DIR` puts the spool below (not at: a new file
+/// system's `lost+found` would be a stranger in it) the mount of the
+/// StatefulSet's volume claim; the claim is writable by the pod's group,
+/// lasts, and holds `spool.max_bytes`.
+fn assert_spool_on_its_claim(set: &Yaml, container: &Yaml, mut config: Config) {
+    let env = container["env"].as_sequence().unwrap();
+    let problems = config.apply_env(|key| {
+        env.iter()
+            .find(|e| e["name"] == key)
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_owned)
+    });
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(
+        env.iter().any(|e| e["name"] == "ALERT_INGEST_SPOOL_DIR"),
+        "ALERT_INGEST_SPOOL_DIR"
+    );
+    config
+        .validate()
+        .unwrap_or_else(|e| panic!("the ConfigMap with the container's env: {e}"));
+    let claims = set["spec"]["volumeClaimTemplates"]
+        .as_sequence()
+        .expect("volumeClaimTemplates");
+    assert_eq!(claims.len(), 1, "one claim per replica: the spool");
+    let claim = &claims[0];
+    let mount = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == claim["metadata"]["name"])
+        .expect("the claim is mounted");
+    assert_ne!(mount["readOnly"].as_bool(), Some(true), "{mount:?}");
+    let mount_path = Path::new(mount["mountPath"].as_str().unwrap());
+    let dir = &config.spool.dir;
+    assert!(
+        dir.starts_with(mount_path) && dir != mount_path,
+        "spool.dir {} must be a directory below the claim's mount {}",
+        dir.display(),
+        mount_path.display()
+    );
+    let spec = &claim["spec"];
+    let modes: Vec<&str> = spec["accessModes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert_eq!(modes, ["ReadWriteOnce"]);
+    let storage = spec["resources"]["requests"]["storage"]
+        .as_str()
+        .expect("a storage request");
+    assert!(
+        quantity_bytes(storage) > config.spool.max_bytes,
+        "the claim's {storage} must exceed spool.max_bytes {}",
+        config.spool.max_bytes
+    );
+    // The non-root user writes the volume through its group.
+    let pod_security = &set["spec"]["template"]["spec"]["securityContext"];
+    assert!(pod_security["fsGroup"].as_u64().is_some(), "fsGroup");
+    assert_eq!(pod_security["fsGroup"], pod_security["runAsGroup"]);
+    // Scaling down or deleting the StatefulSet keeps the claims (and the
+    // requests they may hold not yet loaded).
+    let retention = &set["spec"]["persistentVolumeClaimRetentionPolicy"];
+    assert_eq!(retention["whenScaled"].as_str(), Some("Retain"));
+    assert_eq!(retention["whenDeleted"].as_str(), Some("Retain"));
+}
+
+/// The StatefulSet's headless Service, the client Service and the
+/// PodDisruptionBudget all select its pods.
+fn assert_services_and_budget_select_the_pods(docs: &[Yaml], set: &Yaml) {
+    let labels = &set["spec"]["template"]["metadata"]["labels"];
+    let selects_the_pods = |selector: &Yaml| {
+        let selector = selector.as_mapping().expect("a selector");
+        !selector.is_empty() && selector.iter().all(|(k, v)| &labels[k] == v)
+    };
+    assert!(selects_the_pods(&set["spec"]["selector"]["matchLabels"]));
+    let services: Vec<&Yaml> = docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("Service"))
+        .collect();
+    let headless = services
+        .iter()
+        .find(|s| s["metadata"]["name"] == set["spec"]["serviceName"])
+        .expect("the StatefulSet's serviceName is one of the Services");
+    assert_eq!(headless["spec"]["clusterIP"].as_str(), Some("None"));
+    let client = services
+        .iter()
+        .find(|s| s["metadata"]["name"].as_str() == Some("alert-ingest"))
+        .expect("the client Service alert-ingest");
+    assert_ne!(client["spec"]["clusterIP"].as_str(), Some("None"));
+    for service in [headless, client] {
+        assert!(
+            selects_the_pods(&service["spec"]["selector"]),
+            "{service:?}"
+        );
+        assert_eq!(
+            service["spec"]["ports"][0]["targetPort"].as_str(),
+            Some("http")
+        );
+    }
+    let budget = of_kind(docs, "PodDisruptionBudget");
+    assert!(selects_the_pods(&budget["spec"]["selector"]["matchLabels"]));
+}
+
+/// A Kubernetes quantity of bytes: `2Gi`, `1500M`, `1073741824`.
+fn quantity_bytes(quantity: &str) -> u64 {
+    const UNITS: &[(&str, u64)] = &[
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("Pi", 1 << 50),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+        ("P", 1_000_000_000_000_000),
+    ];
+    let (number, unit) = UNITS
+        .iter()
+        .find_map(|&(suffix, unit)| quantity.strip_suffix(suffix).map(|n| (n, unit)))
+        .unwrap_or((quantity, 1));
+    let number: u64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("quantity {quantity:?}"));
+    number * unit
 }
 
 // ---------------------------------------------------------------------------

@@ -2,12 +2,18 @@
 //! of a batch (`fail` crate failpoints in `Store::write`; build with
 //! `--features failpoints`, as scripts/test does). Whatever the failure, a
 //! request is answered 200 only once its alerts are committed, and writing a
-//! batch again after an unknown outcome stores nothing twice.
+//! batch again after an unknown outcome stores nothing twice. The spool's
+//! loader writes with the same statement: with `durability: spool` the same
+//! failures are retried behind the 200 until they pass, and store nothing
+//! twice either.
 #![cfg(feature = "failpoints")]
 
 mod common;
 
-use common::{count, test_config, webhook, Service, TestDb};
+use std::time::Duration;
+
+use alert_ingest::config::{Config, Durability};
+use common::{count, eventually, test_config, webhook, Service, TestDb};
 
 /// Failed writes counted as lost connections (what the failpoints report).
 const CONNECTION_ERRORS: &str = r#"alert_ingest_db_errors_total{class="connection"}"#;
@@ -35,20 +41,43 @@ async fn tables(db: &TestDb) -> (i64, i64, i64) {
     )
 }
 
-async fn started() -> (fail::FailScenario<'static>, TestDb, Service) {
+async fn started(durability: Durability) -> (fail::FailScenario<'static>, TestDb, Service) {
+    started_with(durability, |_| {}).await
+}
+
+/// `started`, with the test's own changes to the configuration.
+async fn started_with(
+    durability: Durability,
+    tune: impl FnOnce(&mut Config),
+) -> (fail::FailScenario<'static>, TestDb, Service) {
     let scenario = fail::FailScenario::setup();
     let db = TestDb::create().await;
-    let service = Service::start(test_config(&db.url)).await;
+    let mut config = test_config(&db.url);
+    config.durability = durability;
+    tune(&mut config);
+    let service = Service::start(config).await;
     (scenario, db, service)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_with_a_lost_answer_is_written_again_and_stored_once() {
-    let (scenario, db, service) = started().await;
+    // The worker answers only after writing again: 200 only after commit.
+    lost_commit_answer(Durability::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_with_a_lost_answer_is_loaded_again_from_the_spool_and_stored_once() {
+    lost_commit_answer(Durability::Spool).await;
+}
+
+async fn lost_commit_answer(durability: Durability) {
+    let (scenario, db, service) = started(durability).await;
     // The first write commits, then reports a lost connection: the worker
-    // cannot know it committed, writes the batch again, and only then answers.
+    // (or the loader) cannot know it committed, and writes the batch again;
+    // a worker only then answers.
     fail::cfg("store::write::after_commit", "1*return").unwrap();
     assert_eq!(service.deliver(&body(1), 1).await, [200]);
+    service.settled().await;
     assert_eq!(
         tables(&db).await,
         (1, 1, 1),
@@ -69,22 +98,48 @@ async fn commit_with_a_lost_answer_is_written_again_and_stored_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_before_the_commit_is_never_acknowledged_and_the_retry_stores_it() {
-    let (scenario, db, service) = started().await;
+    // A request whose commit failed is answered 503: the database mode's promise.
+    failure_before_the_commit(Durability::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_before_the_commit_is_loaded_from_the_spool_once_it_passes() {
+    failure_before_the_commit(Durability::Spool).await;
+}
+
+async fn failure_before_the_commit(durability: Durability) {
+    let (scenario, db, service) = started(durability).await;
     // Every attempt fails before the statement is sent.
     fail::cfg("store::write::before", "return").unwrap();
     let (status, answer) = service.post(body(2)).await;
-    assert_eq!(status, 503, "{answer}");
+    match durability {
+        Durability::Database => assert_eq!(status, 503, "{answer}"),
+        Durability::Spool => {
+            // Synced to the spool: acknowledged, and loading it fails behind.
+            assert_eq!(status, 200, "{answer}");
+            let tried = eventually(Duration::from_secs(10), || async {
+                service.metric(CONNECTION_ERRORS).await > 0
+            })
+            .await;
+            assert!(tried, "the loader tried to write it");
+        }
+    }
     assert_eq!(tables(&db).await, (0, 0, 0));
-    // The database works again; Alertmanager's retry is stored.
     fail::remove("store::write::before");
-    assert_eq!(service.deliver(&body(2), 3).await, [200]);
+    match durability {
+        // The database works again; Alertmanager's retry is stored.
+        Durability::Database => assert_eq!(service.deliver(&body(2), 3).await, [200]),
+        // The database works again; the loader's next attempt stores it.
+        Durability::Spool => service.settled().await,
+    }
     assert_eq!(tables(&db).await, (1, 1, 1));
     scenario.teardown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_crash_after_commit_answers_503_and_the_retry_is_deduplicated() {
-    let (scenario, db, service) = started().await;
+    // A worker that dies before answering: only the database mode answers after commit.
+    let (scenario, db, service) = started(Durability::Database).await;
     // The worker panics between the commit and the answer: the request was
     // stored but is answered 503, so Alertmanager sends it again.
     fail::cfg("store::write::after_commit", "1*panic").unwrap();
@@ -101,7 +156,26 @@ async fn worker_crash_after_commit_answers_503_and_the_retry_is_deduplicated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intermittent_failures_under_concurrency_lose_and_duplicate_nothing() {
-    let (scenario, db, service) = started().await;
+    // Senders see the failures (503) and retry, as Alertmanager does.
+    intermittent_failures(Durability::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intermittent_failures_behind_the_spool_lose_and_duplicate_nothing() {
+    intermittent_failures(Durability::Spool).await;
+}
+
+async fn intermittent_failures(durability: Durability) {
+    let (scenario, db, service) = started_with(durability, |config| {
+        // The loader would take all that the senders spooled meanwhile in
+        // a few large batches: at most 10 requests a write makes at least
+        // 20 writes for the failpoints to hit (each fails or is written
+        // again with p ≈ 0.55, so ~24 failures are expected; 10 are asserted).
+        if durability == Durability::Spool {
+            config.spool.load_max_rows = 10;
+        }
+    })
+    .await;
     // One write in three fails, before or after its commit.
     fail::cfg("store::write::before", "33%return").unwrap();
     fail::cfg("store::write::after_commit", "33%return").unwrap();
@@ -124,6 +198,8 @@ async fn intermittent_failures_under_concurrency_lose_and_duplicate_nothing() {
     for sender in senders {
         acknowledged += sender.await.unwrap();
     }
+    // With the spool, loading goes on through the failures.
+    service.settled().await;
     fail::remove("store::write::before");
     fail::remove("store::write::after_commit");
     let (alerts, events, _) = tables(&db).await;

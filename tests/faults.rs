@@ -4,7 +4,10 @@
 //! a request is answered within its deadline, 200 only once its alerts are
 //! committed and 503 (never 4xx, never a hang) otherwise; Alertmanager's
 //! retries then store every alert exactly once, and the service recovers
-//! by itself, leaking no connections.
+//! by itself, leaking no connections. That is `durability: database`; with
+//! `spool` (each scenario's second test) every request is answered 200
+//! within its deadline whatever PostgreSQL does, and loaded into it, each
+//! alert exactly once, once it works again.
 //!
 //! Each test touches only its own database (`TestDb`) and the backends
 //! connected to it: other tests share the PostgreSQL server.
@@ -15,11 +18,12 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use alert_ingest::config::Durability;
 use common::proxy::FaultProxy;
 use common::{
     admin_url, as_admin_on_own_thread, count, eventually, test_config, webhook, Service, TestDb,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_postgres::NoTls;
 
 /// The request deadline these tests configure (shorter than `test_config`'s,
@@ -45,10 +49,39 @@ fn body(name: &str, i: usize) -> String {
     })])
 }
 
-fn config(database_url: &str) -> alert_ingest::config::Config {
+fn config(database_url: &str, durability: Durability) -> alert_ingest::config::Config {
     let mut config = test_config(database_url);
+    config.durability = durability;
     config.server.request_timeout = REQUEST_TIMEOUT;
     config
+}
+
+/// What a webhook is answered while PostgreSQL fails: (status, `error`).
+fn answer_while_failing(durability: Durability) -> (u16, Option<&'static str>) {
+    match durability {
+        Durability::Database => (503, Some("database_unavailable")),
+        // Synced to the spool: PostgreSQL's state never reaches the sender.
+        Durability::Spool => (200, None),
+    }
+}
+
+/// `/readyz`'s status and JSON answer.
+async fn readiness(service: &Service) -> (u16, Value) {
+    let (status, text) = service.get("/readyz").await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `/readyz` while PostgreSQL fails: 503 with `database`; with `spool`
+/// 200 (the spool takes writes), saying that PostgreSQL is not up.
+async fn assert_readyz_while_failing(service: &Service, durability: Durability) {
+    let (status, answer) = readiness(service).await;
+    match durability {
+        Durability::Database => assert_eq!(status, 503, "/readyz: {answer}"),
+        Durability::Spool => {
+            assert_eq!(status, 200, "/readyz: {answer}");
+            assert_ne!(answer["database"], "up", "/readyz: {answer}");
+        }
+    }
 }
 
 /// `alert_ingest_db_errors_total` by class.
@@ -144,12 +177,28 @@ impl Drop for Cleanup {
 /// times the request deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_database_answers_503_within_the_deadline_then_stores_every_retry_once() {
+    // 503 while the commit cannot come in time: the database mode's answer.
+    slow_database(Durability::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_database_never_delays_a_spooled_200_and_everything_is_loaded_once() {
+    slow_database(Durability::Spool).await;
+}
+
+async fn slow_database(durability: Durability) {
     const HOLD: Duration = Duration::from_secs(6);
     let db = TestDb::create().await;
-    let config = config(&db.url);
-    let most_backends = (config.workers.count + config.database.pool_size) as i64;
+    let config = config(&db.url, durability);
+    // The connections the service keeps: the pool's, and each worker's or the loader's.
+    let writers = match durability {
+        Durability::Database => config.workers.count,
+        Durability::Spool => 1,
+    };
+    let most_backends = (writers + config.database.pool_size) as i64;
     let service = Service::start(config).await;
     assert_eq!(service.deliver(&body("Slow", 0), 1).await, [200]);
+    service.settled().await;
 
     const LOCKER: &str = "faults-locker"; // one of OURS_LIKE
     let locker = connect_as(&db.url, LOCKER).await;
@@ -168,7 +217,8 @@ async fn slow_database_answers_503_within_the_deadline_then_stores_every_retry_o
 
     // Three senders send one-alert requests, one after the other, for as
     // long as every answer must still come while the lock is held.
-    let senders: Vec<_> = (0..3)
+    const SENDERS: usize = 3;
+    let senders: Vec<_> = (0..SENDERS)
         .map(|s| {
             let client = service.client();
             tokio::spawn(async move {
@@ -177,7 +227,9 @@ async fn slow_database_answers_503_within_the_deadline_then_stores_every_retry_o
                     if locked_at.elapsed() + REQUEST_TIMEOUT + SLACK >= HOLD {
                         break;
                     }
-                    let n = 1 + s * 100 + i;
+                    // Distinct however many each sends (thousands, when
+                    // the spool answers at once).
+                    let n = 1 + s + SENDERS * i;
                     let (status, answer, took) = client.timed_post(body("Slow", n)).await;
                     seen.push((n, status, answer, took));
                 }
@@ -203,7 +255,7 @@ async fn slow_database_answers_503_within_the_deadline_then_stores_every_retry_o
     for (n, status, answer, took) in &seen {
         assert_eq!(
             (*status, answer["error"].as_str()),
-            (503, Some("database_unavailable")),
+            answer_while_failing(durability),
             "request {n} while the table was locked: {answer}"
         );
         assert!(
@@ -212,11 +264,14 @@ async fn slow_database_answers_503_within_the_deadline_then_stores_every_retry_o
         );
     }
 
-    // Alertmanager sends each again; the database answers now.
-    for (n, _, _, _) in &seen {
-        let (status, answer) = service.post(body("Slow", *n)).await;
-        assert_eq!(status, 200, "request {n} resent after the lock: {answer}");
+    // Alertmanager sends each refused one again; the database answers now.
+    for (n, status, _, _) in &seen {
+        if *status != 200 {
+            let (status, answer) = service.post(body("Slow", *n)).await;
+            assert_eq!(status, 200, "request {n} resent after the lock: {answer}");
+        }
     }
+    service.settled().await;
     let ((alerts, distinct, events), instances) = stored(&db).await;
     let sent = 1 + seen.len() as i64;
     assert_eq!(
@@ -265,12 +320,23 @@ async fn postgres_addr() -> SocketAddr {
 /// and new ones alike) until it heals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_database_answers_503_within_the_deadline_and_recovers() {
+    // 503 while the commit cannot come in time: the database mode's answer.
+    hung_database(Durability::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_database_never_delays_a_spooled_200_and_everything_is_loaded_after() {
+    hung_database(Durability::Spool).await;
+}
+
+async fn hung_database(durability: Durability) {
     let db = TestDb::create().await;
     let proxy = FaultProxy::start(postgres_addr().await).await;
-    let config = config(&db.url_via(proxy.addr));
+    let config = config(&db.url_via(proxy.addr), durability);
     let statement_timeout = config.database.statement_timeout;
     let service = Service::start(config).await;
     assert_eq!(service.deliver(&body("Hung", 0), 1).await, [200]);
+    service.settled().await;
     assert_eq!(service.get("/readyz").await.0, 200);
 
     proxy.set_blackhole();
@@ -289,7 +355,7 @@ async fn hung_database_answers_503_within_the_deadline_and_recovers() {
             let (n, (status, answer, took)) = request.await.unwrap();
             assert_eq!(
                 (status, answer["error"].as_str()),
-                (503, Some("database_unavailable")),
+                answer_while_failing(durability),
                 "request {n} while the database hung: {answer}"
             );
             assert!(
@@ -299,8 +365,7 @@ async fn hung_database_answers_503_within_the_deadline_and_recovers() {
         }
     }
     let started = Instant::now();
-    let (ready, detail) = service.get("/readyz").await;
-    assert_eq!(ready, 503, "/readyz while the database hung: {detail}");
+    assert_readyz_while_failing(&service, durability).await;
     assert!(
         started.elapsed() <= statement_timeout + SLACK,
         "/readyz answered after {:?}",
@@ -317,10 +382,12 @@ async fn hung_database_answers_503_within_the_deadline_and_recovers() {
         "/readyz 200 again within 10 s of the network healing",
     )
     .await;
-    // Alertmanager's retries of what was refused are stored, once.
+    // Alertmanager's retries of what was refused (with the spool: an HA
+    // peer's deliveries of what was acknowledged) are stored, once.
     for n in [1, 2, 3, 4, 11, 12, 13, 14] {
         assert_eq!(service.deliver(&body("Hung", n), 1).await, [200], "{n}");
     }
+    service.settled().await;
     let ((alerts, distinct, events), _) = stored(&db).await;
     assert_eq!((alerts, distinct, events), (10, 10, 10));
     service.shutdown().await;
@@ -331,15 +398,27 @@ async fn hung_database_answers_503_within_the_deadline_and_recovers() {
 /// their state drops their packets until TCP gives up, ~15 min).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_recovers_when_hung_connections_never_come_back() {
+    // A 503 and /readyz 503 while hung are the database mode's answers.
+    hung_connections_never_come_back(Durability::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loader_recovers_when_hung_connections_never_come_back() {
+    hung_connections_never_come_back(Durability::Spool).await;
+}
+
+async fn hung_connections_never_come_back(durability: Durability) {
     let db = TestDb::create().await;
     let proxy = FaultProxy::start(postgres_addr().await).await;
-    let service = Service::start(config(&db.url_via(proxy.addr))).await;
+    let service = Service::start(config(&db.url_via(proxy.addr), durability)).await;
     assert_eq!(service.deliver(&body("Stuck", 0), 1).await, [200]);
+    service.settled().await;
     assert_eq!(service.get("/readyz").await.0, 200);
 
     proxy.set_blackhole();
-    assert_eq!(service.post(body("Stuck", 1)).await.0, 503);
-    assert_eq!(service.get("/readyz").await.0, 503);
+    let (status, answer) = service.post(body("Stuck", 1)).await;
+    assert_eq!(status, answer_while_failing(durability).0, "{answer}");
+    assert_readyz_while_failing(&service, durability).await;
 
     proxy.set_up_leaving_blackholed();
     assert_recovers(
@@ -349,6 +428,18 @@ async fn readyz_recovers_when_hung_connections_never_come_back() {
         "/readyz 200 again within 10 s: new connections reach PostgreSQL",
     )
     .await;
+    // The loader (or the workers) gave up on its hung connection too.
+    service.settled().await;
+    let ((alerts, distinct, events), _) = stored(&db).await;
+    assert_eq!((alerts, distinct, events), (2, 2, 2));
+    // And /readyz's own probe: a hung pooled connection is discarded, not
+    // tried again by every later probe.
+    let database_up = eventually(Duration::from_secs(10), || async {
+        let (_, text) = service.get("/readyz").await;
+        serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v["database"] == "up")
+    })
+    .await;
+    assert!(database_up, "/readyz says the database is up again");
     service.shutdown().await;
 }
 
@@ -356,10 +447,20 @@ async fn readyz_recovers_when_hung_connections_never_come_back() {
 /// four senders deliver 200 alerts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_killed_mid_batch_lose_and_duplicate_nothing() {
+    // Senders see the lost batches (503) and retry, as Alertmanager does.
+    connections_killed(Durability::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_mid_load_lose_and_duplicate_nothing() {
+    connections_killed(Durability::Spool).await;
+}
+
+async fn connections_killed(durability: Durability) {
     const SENDERS: usize = 4;
     const PER_SENDER: usize = 50;
     let db = TestDb::create().await;
-    let service = Service::start(config(&db.url)).await;
+    let service = Service::start(config(&db.url, durability)).await;
 
     let killer = {
         let pg = own_session(&db).await;
@@ -406,6 +507,7 @@ async fn connections_killed_mid_batch_lose_and_duplicate_nothing() {
         statuses.extend(s);
     }
     let terminated = killer.await.unwrap();
+    service.settled().await;
 
     let errors = db_errors(&service).await;
     eprintln!("terminated {terminated} backends; db errors {errors:?}; statuses {statuses:?}");
@@ -438,9 +540,20 @@ async fn connections_killed_mid_batch_lose_and_duplicate_nothing() {
 /// as a failed-over replica or a full disk would), then writable again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_database_answers_503_never_400_and_the_retry_is_stored_once() {
+    // 503 (never 400) while the commit cannot happen: the database mode's answer.
+    read_only_database(Durability::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_database_is_waited_out_by_the_loader_never_rejected() {
+    read_only_database(Durability::Spool).await;
+}
+
+async fn read_only_database(durability: Durability) {
     let db = TestDb::create().await;
-    let service = Service::start(config(&db.url)).await;
+    let service = Service::start(config(&db.url, durability)).await;
     assert_eq!(service.deliver(&body("ReadOnly", 0), 1).await, [200]);
+    service.settled().await;
 
     let admin = connect_as(&admin_url(), OURS).await;
     let reset = format!(
@@ -462,16 +575,22 @@ async fn read_only_database_answers_503_never_400_and_the_retry_is_stored_once()
         let (status, answer, took) = service.timed_post(body("ReadOnly", 1)).await;
         assert_eq!(
             (status, answer["error"].as_str()),
-            (503, Some("database_unavailable")),
+            answer_while_failing(durability),
             "attempt {attempt} on a read-only database: {answer}"
         );
         assert!(took <= REQUEST_TIMEOUT + SLACK, "answered after {took:?}");
     }
+    // With the spool, the loader meets the read-only database behind the 200s.
+    let read_only_seen = eventually(Duration::from_secs(10), || async {
+        db_errors(&service)
+            .await
+            .iter()
+            .any(|(class, n)| class == "read_only" && *n > 0)
+    })
+    .await;
     let errors = db_errors(&service).await;
     assert!(
-        errors
-            .iter()
-            .any(|(class, n)| class == "read_only" && *n > 0),
+        read_only_seen,
         "db_errors_total{{class=\"read_only\"}}: {errors:?}"
     );
     let ((alerts, _, _), _) = stored(&db).await;
@@ -484,9 +603,13 @@ async fn read_only_database_answers_503_never_400_and_the_retry_is_stored_once()
         [200],
         "the same alert, resent once the database is writable"
     );
+    service.settled().await;
     let ((alerts, distinct, events), instances) = stored(&db).await;
     assert_eq!((alerts, distinct, events), (2, 2, 2));
     assert!(instances.contains("host-1"));
+    // A read-only database is a failure that passes, never a refusal.
+    let pg = own_session(&db).await;
+    assert_eq!(count(&pg, "rejected_notifications").await, 0);
     service.shutdown().await;
 }
 

@@ -51,6 +51,7 @@ async fn store_history(service: &Service) {
             assert_eq!(status, 200, "{body}");
         }
     }
+    service.settled().await;
 }
 
 async fn get_json(service: &Service, path: &str) -> Value {
@@ -208,6 +209,7 @@ async fn keyset_pages_cover_everything_once() {
         })
         .collect();
     assert_eq!(service.post(webhook(ties)).await.0, 200);
+    service.settled().await;
     let mut fingerprints = Vec::new();
     let mut path = "/api/v1/alerts?alertname=Tie&limit=1".to_owned();
     loop {
@@ -521,7 +523,7 @@ async fn slow_history_queries_neither_take_ingest_connections_nor_fail_webhooks(
         })
     };
     let mut latencies = Vec::new();
-    let mut n = 0;
+    let mut n: i64 = 0;
     while Instant::now() < stop {
         n += 1;
         let body = webhook(vec![alert(
@@ -538,6 +540,21 @@ async fn slow_history_queries_neither_take_ingest_connections_nor_fail_webhooks(
         statuses.extend(h.await.unwrap());
     }
     let most = watcher.await.unwrap();
+    // Every webhook was committed, the history pool's timeouts aside.
+    service.settled().await;
+    let episodes: i64 = client
+        .query_one(
+            "SELECT count(*) FROM alerts WHERE alertname = 'DiskFull'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        episodes,
+        n.min(60),
+        "one episode per distinct startsAt sent"
+    );
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
     eprintln!(

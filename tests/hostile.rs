@@ -93,12 +93,28 @@ async fn json_bombs_and_label_abuse_get_a_fast_400_naming_the_limit() {
         answer["detail"],
         "alerts[0].labels: a name of 2048 bytes, more than limits.max_name_bytes (1024)"
     );
+    // A 4000-byte alertname: more than its btree index holds.
+    let (status, answer, _) = service
+        .timed_post(webhook(vec![alert(
+            json!({"alertname": "a".repeat(4000)}),
+            json!({}),
+        )]))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"], "invalid_payload", "{answer}");
+    assert_eq!(
+        answer["detail"],
+        "alerts[0].labels.alertname: 4000 bytes, more than limits.max_alertname_bytes (1024)"
+    );
 
-    // None of it was stored, and the service still works.
+    // None of it was stored (nor spooled, to be loaded later), and the
+    // service still works.
+    service.settled().await;
     let pg = db.client().await;
     assert_eq!(count(&pg, "alerts").await, 0);
     assert_eq!(count(&pg, "notifications").await, 0);
     assert_eq!(service.post(webhook(vec![ok(1)])).await.0, 200);
+    service.settled().await;
     assert_eq!(count(&pg, "alerts").await, 1);
     service.shutdown().await;
 }
@@ -122,6 +138,7 @@ async fn a_5000_alert_group_is_stored_whole() {
         (200, &json!(5000)),
         "{answer}"
     );
+    service.settled().await;
     let pg = db.client().await;
     assert_eq!(count(&pg, "alerts").await, 5000);
     assert_eq!(count(&pg, "alert_events").await, 5000);
@@ -164,6 +181,7 @@ async fn injection_corpus_and_unicode_are_stored_byte_exact() {
         .collect();
     let (status, answer) = service.post(webhook(alerts)).await;
     assert_eq!(status, 200, "{answer}");
+    service.settled().await;
     let pg = db.client().await;
     for (i, s) in corpus.iter().enumerate() {
         let row = pg
@@ -329,6 +347,7 @@ async fn idle_and_slow_sockets_are_closed_while_real_traffic_goes_on() {
     })
     .await;
     assert!(settled, "fds {} vs baseline {baseline}", open_fds());
+    service.settled().await;
     assert_eq!(count(&db.client().await, "alerts").await, 51);
     service.shutdown().await;
 }
@@ -383,6 +402,7 @@ async fn wrong_credentials_of_every_kind_get_401_and_store_nothing() {
         .await
         .unwrap();
     assert_eq!(bearer.status(), 401);
+    service.settled().await;
     assert_eq!(count(&db.client().await, "alerts").await, 0);
     assert_eq!(
         send("alertmanager", Some("correct-horse-battery"))
@@ -391,6 +411,7 @@ async fn wrong_credentials_of_every_kind_get_401_and_store_nothing() {
             .status(),
         200
     );
+    service.settled().await;
     assert_eq!(count(&db.client().await, "alerts").await, 1);
     service.shutdown().await;
 }

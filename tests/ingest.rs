@@ -6,10 +6,11 @@ mod common;
 
 use std::time::Duration;
 
+use alert_ingest::config::Durability;
 use common::proxy::FaultProxy;
 use common::{
-    count, eventually, fixture, fixture_names, incompressible, micros, test_config, webhook,
-    Client, Service, TestDb,
+    count, eventually, fixture, fixture_names, incompressible, micros, refuse_poison, test_config,
+    webhook, Client, Service, TestDb, POISON, POISON_CONSTRAINT,
 };
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -67,6 +68,7 @@ async fn each_fixture_stores_exact_rows_in_all_three_tables_and_repeats_add_none
             (200, &json!({"accepted": sent_alerts.len()})),
             "{name}"
         );
+        service.settled().await;
 
         let rows = alerts_rows(&db).await;
         assert_eq!(rows.len(), sent_alerts.len(), "{name}: one row per episode");
@@ -175,6 +177,7 @@ async fn each_fixture_stores_exact_rows_in_all_three_tables_and_repeats_add_none
         // The same delivery again (a retry, or the HA peer): no new episode, no new event.
         let (status, _) = service.post(body).await;
         assert_eq!(status, 200);
+        service.settled().await;
         assert_eq!(
             count(&client, "alerts").await as usize,
             sent_alerts.len(),
@@ -207,6 +210,7 @@ async fn firing_then_resolved_is_one_episode_with_two_events() {
         status_of(&service, vec![alert("Flap", 1, "resolved", ends)]).await,
         200
     );
+    service.settled().await;
 
     let client = db.client().await;
     let row = client
@@ -238,6 +242,7 @@ async fn firing_then_resolved_is_one_episode_with_two_events() {
     let mut next_week = alert("Flap", 1, "firing", ZERO);
     next_week["startsAt"] = json!("2026-11-30T10:00:00Z");
     assert_eq!(status_of(&service, vec![changed, next_week]).await, 200);
+    service.settled().await;
     assert_eq!(count(&client, "alerts").await, 2);
     assert_eq!(count(&client, "alert_events").await, 4);
     service.shutdown().await;
@@ -267,6 +272,7 @@ async fn fifty_concurrent_clients_store_every_alert_once() {
     for t in tasks {
         t.await.unwrap();
     }
+    service.settled().await;
     let client = db.client().await;
     let expected = (CLIENTS * REQUESTS * ALERTS + 1) as i64;
     assert_eq!(count(&client, "alerts").await, expected);
@@ -289,25 +295,59 @@ async fn fifty_concurrent_clients_store_every_alert_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_unreachable_answers_503_never_200_and_recovers() {
+    // A 503 while PostgreSQL is away is what `durability: database` promises.
+    database_unreachable_then_back(Durability::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_unreachable_is_answered_200_from_the_spool_and_loaded_after() {
+    database_unreachable_then_back(Durability::Spool).await;
+}
+
+/// PostgreSQL cut off by a fault proxy, then back. `database`: 503 while
+/// it is away, 200 again once it returns. `spool`: 200 throughout, and
+/// every acknowledged request is loaded once it returns.
+async fn database_unreachable_then_back(durability: Durability) {
     let db = TestDb::create().await;
     let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let service = Service::start(test_config(&db.url_via(proxy.addr))).await;
+    let mut config = test_config(&db.url_via(proxy.addr));
+    config.durability = durability;
+    let service = Service::start(config).await;
     let body = |i: usize| webhook(vec![alert("Outage", i, "firing", ZERO)]);
     assert_eq!(service.post(body(0)).await.0, 200);
+    service.settled().await;
     assert_eq!(service.get("/readyz").await.0, 200);
 
     proxy.set_down();
+    let answer_while_down = match durability {
+        Durability::Database => (503, Some("database_unavailable")),
+        Durability::Spool => (200, None),
+    };
     for i in 1..=5 {
         let started = std::time::Instant::now();
         let (status, answer) = service.post(body(i)).await;
-        assert_eq!(status, 503, "{answer}");
-        assert_eq!(answer["error"], "database_unavailable");
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            answer_while_down,
+            "{answer}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(6),
-            "503 within the request timeout"
+            "answered within the request timeout"
         );
     }
-    assert_eq!(service.get("/readyz").await.0, 503);
+    let (ready, readiness) = service.get("/readyz").await;
+    match durability {
+        Durability::Database => assert_eq!(ready, 503, "{readiness}"),
+        Durability::Spool => {
+            // Ready (the spool takes writes), and saying PostgreSQL is not up.
+            assert_eq!(ready, 200, "{readiness}");
+            let readiness: Value = serde_json::from_str(&readiness).unwrap();
+            assert_eq!(readiness["durability"], "spool");
+            assert_ne!(readiness["database"], "up", "{readiness}");
+            assert_eq!(readiness["spool"]["pending_records"], 5, "{readiness}");
+        }
+    }
     let client = db.client().await;
     assert_eq!(
         count(&client, "alerts").await,
@@ -322,17 +362,37 @@ async fn database_unreachable_answers_503_never_200_and_recovers() {
     .await;
     assert!(recovered, "200 again within 10 s of the database returning");
     assert_eq!(service.get("/readyz").await.0, 200);
-    assert_eq!(count(&client, "alerts").await, 2);
+    service.settled().await;
+    let stored = match durability {
+        // 1 to 5 were refused (Alertmanager sends them again).
+        Durability::Database => 2,
+        Durability::Spool => 7,
+    };
+    assert_eq!(count(&client, "alerts").await, stored);
     let metrics = service.get("/metrics").await.1;
     assert!(
         metrics.contains("alert_ingest_db_errors_total{class="),
         "{metrics}"
     );
-    // Five webhooks and one /readyz were answered 503.
-    assert!(
-        metrics.contains("alert_ingest_http_requests_total{code=\"503\"} 6"),
-        "{metrics}"
-    );
+    match durability {
+        // Five webhooks and one /readyz were answered 503.
+        Durability::Database => assert!(
+            metrics.contains("alert_ingest_http_requests_total{code=\"503\"} 6"),
+            "{metrics}"
+        ),
+        // Every request was answered 200: the outage never reached a sender.
+        Durability::Spool => {
+            let codes: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("alert_ingest_http_requests_total{"))
+                .collect();
+            assert!(!codes.is_empty(), "{metrics}");
+            assert!(
+                codes.iter().all(|l| l.contains("code=\"200\"")),
+                "{codes:?}"
+            );
+        }
+    }
     service.shutdown().await;
 }
 
@@ -350,10 +410,28 @@ async fn raw(service: &Service, request: &[u8]) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_store_nothing() {
+    // Includes a request PostgreSQL refuses: a 400 `rejected_by_database` only here.
+    bad_requests_store_nothing(Durability::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_spool_nothing() {
+    bad_requests_store_nothing(Durability::Spool).await;
+}
+
+/// Every kind of bad request gets its 4xx and leaves nothing behind (with
+/// `spool`, nothing spooled to be loaded later either); only the refusal
+/// by PostgreSQL itself differs: a 400 with `database`, a rejection kept
+/// in `rejected_notifications` with `spool` (its 200 came before the load).
+async fn bad_requests_store_nothing(durability: Durability) {
     let db = TestDb::create().await;
     let mut config = test_config(&db.url);
+    config.durability = durability;
     config.server.max_body_bytes = 64 * 1024;
     let service = Service::start(config).await;
+    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let client = db.client().await;
+    refuse_poison(&client).await;
     let good = webhook(vec![alert("Good", 1, "firing", ZERO)]);
 
     let (status, body) = service.post("{not json").await;
@@ -431,40 +509,98 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
     assert_eq!(status, 405);
     assert_eq!(service.get("/healthz").await.0, 200);
 
-    // PostgreSQL itself refuses this one (an index row over the btree limit):
-    // 400, not an endless 503, and the service goes on.
+    // An alertname longer than its btree index holds: refused by the
+    // parser, before a spool could acknowledge what PostgreSQL would refuse.
     let huge_name = webhook(vec![alert(&incompressible(4000), 1, "firing", ZERO)]);
     let (status, body) = service.post(huge_name).await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (400, Some("rejected_by_database")),
+        (400, Some("invalid_payload")),
         "{body}"
     );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_alertname_bytes"),
+        "{body}"
+    );
+
+    // PostgreSQL itself refuses this one (a CHECK constraint): with
+    // `database`, 400, not an endless 503; with `spool`, acknowledged and
+    // then kept aside. Either way the service goes on.
+    let poison = webhook(vec![alert(POISON, 1, "firing", ZERO)]);
+    let (status, body) = service.post(poison.clone()).await;
+    match durability {
+        Durability::Database => {
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (400, Some("rejected_by_database")),
+                "{body}"
+            );
+            assert!(
+                body["detail"].as_str().unwrap().contains(POISON_CONSTRAINT),
+                "{body}"
+            );
+        }
+        Durability::Spool => assert_eq!(status, 200, "{body}"),
+    }
     assert_eq!(
         status_of(&service, vec![alert("Good", 2, "firing", ZERO)]).await,
         200
     );
 
-    let client = db.client().await;
+    service.settled().await;
     assert_eq!(
         count(&client, "alerts").await,
         2,
         "only the good requests stored"
     );
     assert_eq!(count(&client, "notifications").await, 2);
+    let rejected: Vec<(String, Vec<u8>)> = client
+        .query("SELECT sqlstate, body FROM rejected_notifications", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    match durability {
+        Durability::Database => assert!(rejected.is_empty(), "{rejected:?}"),
+        Durability::Spool => assert_eq!(rejected, [("23514".into(), poison.into_bytes())]),
+    }
     service.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_alert_is_refused_alone_while_its_batch_neighbours_commit() {
+    // The refusal reaches the sender (a 400) only when the 200 waits for the commit.
+    poison_among_neighbours(Durability::Database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_alert_is_rejected_alone_at_load_while_its_batch_neighbours_load() {
+    poison_among_neighbours(Durability::Spool).await;
+}
+
+/// 40 concurrent one-alert requests, three of them bad: one the parser
+/// refuses (400 in both modes), two PostgreSQL refuses inside a batch of
+/// good ones. `database`: those two get 400 `rejected_by_database`;
+/// `spool`: 200, then each is kept alone in `rejected_notifications`. The
+/// neighbours are stored either way.
+async fn poison_among_neighbours(durability: Durability) {
     const REQUESTS: usize = 40;
     let db = TestDb::create().await;
     let mut config = test_config(&db.url);
+    config.durability = durability;
     // One worker and a long linger: requests queue up behind each commit and
     // are written together, so the bad rows share batches with good ones.
+    // (The spool's loader batches whatever the spool holds when it reads.)
     config.workers.count = 1;
     config.batch.linger = Duration::from_millis(50);
     let service = Service::start(config).await;
+    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let client = db.client().await;
+    refuse_poison(&client).await;
     let mut tasks = Vec::new();
     for i in 0..REQUESTS {
         let service = service.client();
@@ -473,8 +609,8 @@ async fn poison_alert_is_refused_alone_while_its_batch_neighbours_commit() {
             match i {
                 // Refused by the parser: PostgreSQL cannot store U+0000.
                 7 => a["labels"]["pod"] = json!("bad\u{0}pod"),
-                // Refused by PostgreSQL itself, inside a batch (index row too big).
-                13 | 29 => a["labels"]["alertname"] = json!(incompressible(4000)),
+                // Refused by PostgreSQL itself, inside a batch (a CHECK constraint).
+                13 | 29 => a["labels"]["alertname"] = json!(POISON),
                 _ => {}
             }
             service.post(webhook(vec![a])).await
@@ -485,15 +621,15 @@ async fn poison_alert_is_refused_alone_while_its_batch_neighbours_commit() {
         answers.push(t.await.unwrap());
     }
     for (i, (status, body)) in answers.iter().enumerate() {
-        match i {
-            7 => assert_eq!(
+        match (i, durability) {
+            (7, _) => assert_eq!(
                 (*status, &body["detail"]),
                 (
                     400,
                     &json!("alerts[0].labels.pod: contains U+0000, which PostgreSQL cannot store")
                 )
             ),
-            13 | 29 => assert_eq!(
+            (13 | 29, Durability::Database) => assert_eq!(
                 (*status, body["error"].as_str()),
                 (400, Some("rejected_by_database")),
                 "{body}"
@@ -501,8 +637,24 @@ async fn poison_alert_is_refused_alone_while_its_batch_neighbours_commit() {
             _ => assert_eq!(*status, 200, "request {i}: {body}"),
         }
     }
-    let client = db.client().await;
+    service.settled().await;
     assert_eq!(count(&client, "alerts").await, REQUESTS as i64 - 3);
+    let rejected: Vec<String> = client
+        .query(
+            "SELECT convert_from(body, 'UTF8')::jsonb #>> '{alerts,0,labels,instance}'
+             FROM rejected_notifications WHERE sqlstate = '23514' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: &[&str] = match durability {
+        Durability::Database => &[],
+        Durability::Spool => &["host-13", "host-29"],
+    };
+    assert_eq!(rejected, expected);
     let metrics = service.get("/metrics").await.1;
     assert!(
         metrics.contains("alert_ingest_db_errors_total{class=\"data\"}"),
@@ -542,6 +694,7 @@ async fn auth_when_configured() {
         "the secret is never echoed"
     );
     assert_eq!(send(Some("s3cret-token")).await.unwrap().status(), 200);
+    service.settled().await;
     assert_eq!(count(&db.client().await, "alerts").await, 1);
     service.shutdown().await;
 }
@@ -578,6 +731,8 @@ async fn two_instances_on_one_database_store_each_episode_once() {
             tokio::join!(post(&a, body.clone()), post(&b, body.clone()));
         }
     }
+    a.settled().await;
+    b.settled().await;
     let client = db.client().await;
     let episodes: i64 = client
         .query_one(

@@ -9,7 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{count, fixture, incompressible, micros, webhook, TestDb, FIXTURES};
+use common::{
+    count, fixture, micros, refuse_poison, webhook, TestDb, FIXTURES, POISON, POISON_CONSTRAINT,
+};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -345,14 +347,15 @@ async fn malformed_files_and_lines_are_rejected_by_name_and_reason_and_the_rest_
     assert_eq!(counts(&db).await, [5, 5, 3]);
 }
 
-/// PostgreSQL refuses a row for good (an `alertname` too long for its
-/// index): only that notification is rejected; its batch neighbours commit.
+/// PostgreSQL refuses a row for good (a CHECK constraint the parser cannot
+/// foresee): only that notification is rejected; its batch neighbours commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_the_database_refuses_is_rejected_alone() {
-    let db = TestDb::create().await;
+    let db = migrated().await;
+    refuse_poison(&db.client().await).await;
     let tmp = tempfile::tempdir().unwrap();
     let mut poison = fixture_json("empty-annotations.json");
-    poison["alerts"][0]["labels"]["alertname"] = json!(incompressible(4000));
+    poison["alerts"][0]["labels"]["alertname"] = json!(POISON);
     let lines = tmp.path().join("capture.ndjson");
     let bodies = [
         compact("firing-two-alerts.json"),
@@ -372,13 +375,13 @@ async fn a_notification_the_database_refuses_is_rejected_alone() {
         "{}",
         out.stdout
     );
+    assert!(out.stdout.contains(POISON_CONSTRAINT), "{}", out.stdout);
     assert_stored_skipped(&out, 4, 0);
     assert_eq!(counts(&db).await, [4, 4, 2]);
 }
 
-/// A migrated database whose first `failures` writes of alerts fail with
-/// a serialization failure (SQLSTATE 40001, a failure that may pass).
-async fn failing_writes(failures: i32) -> TestDb {
+/// A database of its own, migrated by `alert-ingest migrate`.
+async fn migrated() -> TestDb {
     let db = TestDb::create().await;
     let migrated = Command::new(BIN)
         .args(["migrate", "--config", REPO_CONFIG])
@@ -386,6 +389,13 @@ async fn failing_writes(failures: i32) -> TestDb {
         .output()
         .unwrap();
     assert!(migrated.status.success(), "{migrated:?}");
+    db
+}
+
+/// A migrated database whose first `failures` writes of alerts fail with
+/// a serialization failure (SQLSTATE 40001, a failure that may pass).
+async fn failing_writes(failures: i32) -> TestDb {
+    let db = migrated().await;
     // A sequence, not a table: its count survives the failed transactions.
     let sql = format!(
         "CREATE SEQUENCE writes;

@@ -297,6 +297,7 @@ async fn the_service_makes_partitions_and_writes_into_them() {
     let alert = json!({"labels": {"alertname": "Now"}, "startsAt": "2026-11-24T00:00:00Z"});
     let (status, body) = service.post(webhook(vec![alert])).await;
     assert_eq!(status, 200, "{body}");
+    service.settled().await;
     assert_eq!(count(&client, "alert_events").await, 1);
     assert_eq!(
         count(&client, "alert_events_default").await,

@@ -490,3 +490,42 @@ async fn a_spool_copied_elsewhere_is_replayed_idempotently_beside_the_live_load(
     assert_eq!(tables(&db).await, (10, 10, 10));
     assert!(service.shutdown().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_spooled_during_an_outage_is_an_event_of_its_own() {
+    let db = TestDb::create().await;
+    let (proxy, config) = behind_proxy(&db).await;
+    let service = Service::start(config).await;
+    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    proxy.set_down();
+    // Firing, resolved, firing again (resolve timeout), resolved: all of
+    // them waiting in the spool when the loader gets to them.
+    let version = |status: &str, ends_at: &str| {
+        let mut a = alert("Flapping", 0);
+        a["status"] = json!(status);
+        a["endsAt"] = json!(ends_at);
+        webhook(vec![a])
+    };
+    for (status, ends_at) in [
+        ("firing", "0001-01-01T00:00:00Z"),
+        ("resolved", "2026-11-23T10:05:00Z"),
+        ("firing", "0001-01-01T00:00:00Z"),
+        ("resolved", "2026-11-23T10:09:00Z"),
+    ] {
+        assert_eq!(service.post(version(status, ends_at)).await.0, 200);
+    }
+    proxy.set_up();
+    service.settled().await;
+    let events: Vec<String> = db
+        .client()
+        .await
+        .query("SELECT status FROM alert_events ORDER BY received_at", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(events, ["firing", "resolved", "firing", "resolved"]);
+    assert_eq!(tables(&db).await, (1, 4, 4));
+    assert!(service.shutdown().await);
+}

@@ -73,6 +73,16 @@ fn client(pki: &Pki, identity: Option<&str>) -> reqwest::Client {
     builder.build().unwrap()
 }
 
+/// Waits until what `app` acknowledged is in PostgreSQL (see
+/// `Client::settled`), asking over HTTPS with `client`.
+async fn settled(client: &reqwest::Client, app: &App) {
+    let https = common::Client {
+        base: format!("https://{}", app.local_addr()),
+        http: client.clone(),
+    };
+    https.settled().await;
+}
+
 /// Posts a fixture over HTTPS; the status, or None if TLS or transport failed.
 async fn post(client: &reqwest::Client, app: &App) -> Option<u16> {
     client
@@ -107,6 +117,7 @@ async fn https_serves_webhooks_and_plain_http_gets_nothing() {
     // A client that does not trust our CA refuses the server.
     let stranger = Pki::new("stranger");
     assert_eq!(post(&client(&stranger, None), &app).await, None);
+    settled(&client(&pki, None), &app).await;
     assert_eq!(count(&db.client().await, "alerts").await, 2);
     assert!(app.shutdown().await);
 }
@@ -125,12 +136,12 @@ async fn mutual_tls_admits_only_clients_signed_by_the_ca() {
         post(&client(&pki, Some(&rogue.client_pem)), &app).await,
         None
     );
+    let trusted = client(&pki, Some(&pki.client_pem));
+    settled(&trusted, &app).await;
     assert_eq!(count(&db.client().await, "alerts").await, 0);
     // Signed by the configured CA: served.
-    assert_eq!(
-        post(&client(&pki, Some(&pki.client_pem)), &app).await,
-        Some(200)
-    );
+    assert_eq!(post(&trusted, &app).await, Some(200));
+    settled(&trusted, &app).await;
     assert_eq!(count(&db.client().await, "alerts").await, 2);
     assert!(app.shutdown().await);
 }

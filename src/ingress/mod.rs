@@ -375,10 +375,9 @@ impl Ingress {
         if !self.schema_ready.load(Ordering::Acquire) {
             return "schema not yet migrated".into();
         }
-        match tokio::time::timeout(READY_DATABASE_PROBE, self.store.ping()).await {
-            Ok(Ok(())) => "up".into(),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {READY_DATABASE_PROBE:?}"),
+        match self.store.ping_within(READY_DATABASE_PROBE).await {
+            Ok(()) => "up".into(),
+            Err(e) => e.to_string(),
         }
     }
 

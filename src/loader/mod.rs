@@ -254,8 +254,9 @@ impl Load {
     }
 
     /// A batch beginning with `first`: the whole requests queued behind it,
-    /// while they fit in `max_rows` alerts. The first is taken whole
-    /// whatever its size, so that a request is one transaction.
+    /// while they fit in `max_rows` alerts and change none of its episodes.
+    /// The first is taken whole whatever its size, so that a request is one
+    /// transaction.
     fn collect(&mut self, first: Loaded) -> Batch<Loaded> {
         let first_alerts = first.delivery.alert_count;
         self.reader
@@ -268,9 +269,7 @@ impl Load {
                 _ => break,
             };
             match self.parse(record) {
-                Item::Parsed(next) if next.delivery.alert_count <= batch.room() => {
-                    self.add(&mut batch, next)
-                }
+                Item::Parsed(next) if self.fits(&batch, &next) => self.add(&mut batch, next),
                 item => {
                     self.carry = Some(item);
                     break;
@@ -278,6 +277,13 @@ impl Load {
             }
         }
         batch
+    }
+
+    /// Whether `next` joins `batch`: whole, and changing no episode the
+    /// batch holds (each change must be an event of its own).
+    fn fits(&self, batch: &Batch<Loaded>, next: &Loaded) -> bool {
+        next.delivery.alert_count <= batch.room()
+            && !batch.changes_a_placed_episode(next, &self.shared.interner)
     }
 
     fn add(&self, batch: &mut Batch<Loaded>, loaded: Loaded) {

@@ -282,6 +282,25 @@ impl Store {
         .await
     }
 
+    /// `ping` within `limit`, the connection's acquisition included (for
+    /// `/readyz`, whose callers give up after a second or so). A connection
+    /// that does not answer in time is discarded, never pooled again:
+    /// cancelling the query from outside would return it to the pool, and
+    /// every later probe would wait on the same hung connection.
+    pub async fn ping_within(&self, limit: Duration) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let client = tokio::time::timeout_at(deadline, self.connection())
+            .await
+            .unwrap_or(Err(StoreError::Timeout(limit)))?;
+        let query = tokio::time::timeout_at(deadline, client.simple_query("SELECT 1")).await;
+        let result = match query {
+            Ok(answer) => answer.map(drop).map_err(StoreError::from),
+            Err(_) => Err(StoreError::Timeout(limit)),
+        };
+        discard_if_timed_out(client, &result);
+        result
+    }
+
     /// Writes and commits one batch; see `WRITE_BATCH`.
     pub async fn write(&self, rows: &Rows<'_>) -> Result<Written, StoreError> {
         self.on_connection(async |client| {

@@ -60,6 +60,19 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
         self.max_rows.saturating_sub(self.placed)
     }
 
+    /// Whether `job` carries a version of an episode this batch holds in
+    /// another state. Written in one statement, only the later version
+    /// would be stored, and the change from the earlier one would never
+    /// be an event: the loader, which finds many deliveries of an episode
+    /// waiting in the spool after an outage, begins a new batch instead.
+    pub fn changes_a_placed_episode(&self, job: &J, interner: &Interner) -> bool {
+        job.as_ref().webhook.alerts.iter().any(|alert| {
+            self.by_episode
+                .get(&alert.episode())
+                .is_some_and(|&i| self.entries[i].state != EpisodeState::of(alert, interner))
+        })
+    }
+
     /// Takes as many of `job`'s alerts as fit (all of them if they do).
     pub fn add(&mut self, mut job: J, cache: &EpisodeCache, interner: &Interner) {
         let room = self.max_rows.saturating_sub(self.placed).max(1);
@@ -247,6 +260,24 @@ mod tests {
             0,
             "the later request carries it"
         );
+    }
+
+    #[test]
+    fn a_change_to_an_episode_in_the_batch_is_seen_and_a_repeat_is_not() {
+        let interner = Interner::new(100);
+        let cache = EpisodeCache::new(0);
+        let mut batch = Batch::new(100);
+        batch.add(
+            job(vec![alert(1, Status::Firing, &interner)]),
+            &cache,
+            &interner,
+        );
+        let repeat = job(vec![alert(1, Status::Firing, &interner)]);
+        let resolved = job(vec![alert(1, Status::Resolved, &interner)]);
+        let other = job(vec![alert(2, Status::Resolved, &interner)]);
+        assert!(!batch.changes_a_placed_episode(&repeat, &interner));
+        assert!(batch.changes_a_placed_episode(&resolved, &interner));
+        assert!(!batch.changes_a_placed_episode(&other, &interner));
     }
 
     #[test]

@@ -136,13 +136,21 @@ fn with_dbname(url: &str, name: &str) -> String {
 }
 
 /// A spool directory of its own under the system's temp dir
-/// (`alert-ingest-tests/`, which scripts/test empties before a run).
+/// (`alert-ingest-tests/`, which scripts/test empties before a run). The
+/// clock is in the name because process ids come round again (pid_max is
+/// often 32768): a test whose pid an earlier test process had would
+/// otherwise open that test's spool and load what it left into its own
+/// database.
 pub fn spool_dir() -> std::path::PathBuf {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     std::env::temp_dir()
         .join("alert-ingest-tests")
         .join(format!(
-            "spool-{}-{}",
+            "spool-{}-{}-{nanos}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ))
@@ -333,6 +341,24 @@ pub fn micros(t: &str) -> Option<OffsetDateTime> {
     let t = OffsetDateTime::parse(t, &Rfc3339).unwrap();
     let t = t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap();
     (t.year() != 1).then_some(t)
+}
+
+/// The alertname that `refuse_poison` makes PostgreSQL refuse.
+pub const POISON: &str = "Poison";
+/// The constraint `refuse_poison` adds, named in PostgreSQL's refusal.
+pub const POISON_CONSTRAINT: &str = "test_poison";
+
+/// Makes PostgreSQL itself refuse every alert named [`POISON`] (SQLSTATE
+/// 23514, naming [`POISON_CONSTRAINT`]): a refusal no parser can foresee,
+/// as a constraint an operator added would be. The schema must have been
+/// migrated (a service's startup does it while PostgreSQL answers).
+pub async fn refuse_poison(client: &tokio_postgres::Client) {
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE alerts ADD CONSTRAINT {POISON_CONSTRAINT} CHECK (alertname <> '{POISON}')"
+        ))
+        .await
+        .unwrap();
 }
 
 /// Letters from xorshift64, so PostgreSQL cannot compress them below the
