@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use alert_ingest::config::Durability;
 use common::proxy::FaultProxy;
 use common::{
-    admin_url, as_admin_on_own_thread, count, eventually, test_config, webhook, Service, TestDb,
+    admin_url, as_admin_on_own_thread, count, eventually, firing, test_config, webhook, Service,
+    TestDb,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_postgres::NoTls;
 
 /// The request deadline these tests configure (shorter than `test_config`'s,
@@ -39,14 +40,7 @@ const OURS_LIKE: &str = "faults-%";
 
 /// A webhook carrying one alert whose labels are unique to `(name, i)`.
 fn body(name: &str, i: usize) -> String {
-    webhook(vec![json!({
-        "status": "firing",
-        "labels": {"alertname": name, "instance": format!("host-{i}")},
-        "annotations": {"summary": "s"},
-        "startsAt": "2026-11-23T10:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "http://prom/graph",
-    })])
+    webhook(vec![firing(name, i)])
 }
 
 fn config(database_url: &str, durability: Durability) -> alert_ingest::config::Config {

@@ -12,23 +12,12 @@ use std::time::Duration;
 use alert_ingest::app::App;
 use alert_ingest::config::Config;
 use common::proxy::FaultProxy;
-use common::{count, test_config, webhook, Service, TestDb};
+use common::{count, firing, test_config, webhook, Service, TestDb};
 use serde_json::{json, Value};
 
 /// A webhook of one firing alert named `name`, distinct by `i`.
 fn body(name: &str, i: usize) -> String {
-    webhook(vec![alert(name, i)])
-}
-
-fn alert(name: &str, i: usize) -> Value {
-    json!({
-        "status": "firing",
-        "labels": {"alertname": name, "instance": format!("host-{i}")},
-        "annotations": {"summary": "s"},
-        "startsAt": "2026-11-23T10:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "http://prom/graph",
-    })
+    webhook(vec![firing(name, i)])
 }
 
 /// The service on `db` through a fault proxy, which starts up.
@@ -299,7 +288,7 @@ async fn a_full_disk_is_a_503_and_nothing_acknowledged_is_lost() {
     assert!(service.wait_ready(Duration::from_secs(10)).await);
     proxy.set_down();
     // 20 alerts a request, ~5 KiB: the disk fills within ~50 requests.
-    let big = |i: usize| webhook((0..20).map(|j| alert("Disk", i * 100 + j)).collect());
+    let big = |i: usize| webhook((0..20).map(|j| firing("Disk", i * 100 + j)).collect());
     let mut acknowledged = 0;
     let answer = loop {
         let (status, answer) = service.post(big(acknowledged)).await;
@@ -501,7 +490,7 @@ async fn every_change_spooled_during_an_outage_is_an_event_of_its_own() {
     // Firing, resolved, firing again (resolve timeout), resolved: all of
     // them waiting in the spool when the loader gets to them.
     let version = |status: &str, ends_at: &str| {
-        let mut a = alert("Flapping", 0);
+        let mut a = firing("Flapping", 0);
         a["status"] = json!(status);
         a["endsAt"] = json!(ends_at);
         webhook(vec![a])

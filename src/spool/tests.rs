@@ -35,6 +35,13 @@ fn body(i: usize) -> Vec<u8> {
     format!(r#"{{"receiver":"r{i}","alerts":[],"pad":"{pad}"}}"#).into_bytes()
 }
 
+/// Why the spool in `dir` cannot be opened (it must not open).
+fn refused(dir: &Path) -> OpenError {
+    Spool::open(&config(dir, 4096, 1 << 30), 64, Arc::new(Metrics::new()))
+        .err()
+        .expect("refused")
+}
+
 /// Appends request `i` and waits for its sync.
 fn append(spool: &Spool, i: usize) -> Result<(), AppendError> {
     let framed = Framed::new(&body(i), i as i64, datetime!(2026-12-05 10:00 UTC));
@@ -244,13 +251,7 @@ fn a_corrupted_byte_keeps_every_record_before_it_and_loads_nothing_after() {
 fn a_second_process_on_the_same_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let spool = open(dir.path(), 4096);
-    let err = Spool::open(
-        &config(dir.path(), 4096, 1 << 30),
-        64,
-        Arc::new(Metrics::new()),
-    )
-    .err()
-    .expect("refused");
+    let err = refused(dir.path());
     let text = err.to_string();
     assert!(matches!(err, OpenError::Locked { .. }), "{text}");
     assert!(text.contains(&dir.path().display().to_string()), "{text}");
@@ -268,13 +269,7 @@ fn another_spools_segment_is_refused() {
         segment::path(b.path(), foreign + 100),
     )
     .unwrap();
-    let err = Spool::open(
-        &config(b.path(), 4096, 1 << 30),
-        64,
-        Arc::new(Metrics::new()),
-    )
-    .err()
-    .expect("refused");
+    let err = refused(b.path());
     assert!(matches!(err, OpenError::Foreign { .. }), "{err}");
     assert!(err.to_string().contains("another instance's data"), "{err}");
 }
@@ -286,13 +281,7 @@ fn an_incompatible_version_and_a_stranger_dir_are_refused() {
     let meta = dir.path().join("SPOOL");
     let text = std::fs::read_to_string(&meta).unwrap();
     std::fs::write(&meta, text.replace("format: 1", "format: 99")).unwrap();
-    let err = Spool::open(
-        &config(dir.path(), 4096, 1 << 30),
-        64,
-        Arc::new(Metrics::new()),
-    )
-    .err()
-    .expect("refused");
+    let err = refused(dir.path());
     assert!(
         matches!(err, OpenError::Incompatible { found: 99, .. }),
         "{err}"
@@ -300,13 +289,7 @@ fn an_incompatible_version_and_a_stranger_dir_are_refused() {
 
     let stranger = tempfile::tempdir().unwrap();
     std::fs::write(stranger.path().join("notes.txt"), "mine").unwrap();
-    let err = Spool::open(
-        &config(stranger.path(), 4096, 1 << 30),
-        64,
-        Arc::new(Metrics::new()),
-    )
-    .err()
-    .expect("refused");
+    let err = refused(stranger.path());
     assert!(matches!(err, OpenError::NotASpool { .. }), "{err}");
 }
 

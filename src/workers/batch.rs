@@ -231,8 +231,8 @@ mod tests {
         assert_eq!(counts, [(100, 0, true), (100, 0, true), (50, 1, false)]);
     }
 
-    #[test]
-    fn one_episode_twice_in_a_batch_is_written_once_in_its_later_version() {
+    /// A batch holding one request: episode 1 firing.
+    fn firing_batch() -> (Interner, EpisodeCache, Batch<Job>) {
         let interner = Interner::new(100);
         let cache = EpisodeCache::new(0);
         let mut batch = Batch::new(100);
@@ -241,6 +241,12 @@ mod tests {
             &cache,
             &interner,
         );
+        (interner, cache, batch)
+    }
+
+    #[test]
+    fn one_episode_twice_in_a_batch_is_written_once_in_its_later_version() {
+        let (interner, cache, mut batch) = firing_batch();
         batch.add(
             job(vec![alert(1, Status::Resolved, &interner)]),
             &cache,
@@ -264,14 +270,7 @@ mod tests {
 
     #[test]
     fn a_change_to_an_episode_in_the_batch_is_seen_and_a_repeat_is_not() {
-        let interner = Interner::new(100);
-        let cache = EpisodeCache::new(0);
-        let mut batch = Batch::new(100);
-        batch.add(
-            job(vec![alert(1, Status::Firing, &interner)]),
-            &cache,
-            &interner,
-        );
+        let (interner, _cache, batch) = firing_batch();
         let repeat = job(vec![alert(1, Status::Firing, &interner)]);
         let resolved = job(vec![alert(1, Status::Resolved, &interner)]);
         let other = job(vec![alert(2, Status::Resolved, &interner)]);

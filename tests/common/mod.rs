@@ -325,6 +325,18 @@ impl Client {
     }
 }
 
+/// A firing alert whose labels are unique to `(name, i)`.
+pub fn firing(name: &str, i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "status": "firing",
+        "labels": {"alertname": name, "instance": format!("host-{i}")},
+        "annotations": {"summary": "s"},
+        "startsAt": "2026-11-23T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prom/graph",
+    })
+}
+
 /// A webhook of `alerts`, with every notification field Alertmanager sends.
 pub fn webhook(alerts: Vec<serde_json::Value>) -> String {
     serde_json::json!({
