@@ -155,6 +155,22 @@ async fn worker_crash_after_commit_answers_503_and_the_retry_is_deduplicated() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loader_panic_after_commit_loads_the_rest_and_stores_nothing_twice() {
+    let (scenario, db, service) = started(Durability::Spool).await;
+    // The loader panics between its commit and learning of it: it reads
+    // the batch from the spool again and writes it again.
+    fail::cfg("store::write::after_commit", "1*panic").unwrap();
+    assert_eq!(service.deliver(&body(3), 1).await, [200]);
+    service.settled().await;
+    assert_eq!(tables(&db).await, (1, 1, 1), "stored once");
+    // The loader survived: later requests are still loaded.
+    assert_eq!(service.deliver(&body(4), 1).await, [200]);
+    service.settled().await;
+    assert_eq!(tables(&db).await, (2, 2, 2));
+    scenario.teardown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intermittent_failures_under_concurrency_lose_and_duplicate_nothing() {
     // Senders see the failures (503) and retry, as Alertmanager does.
     intermittent_failures(Durability::Database).await;

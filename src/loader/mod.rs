@@ -17,6 +17,7 @@
 //! alone goes, whole, into `rejected_notifications` with the reason (and
 //! the position past it), and the requests behind it are loaded.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -163,24 +164,38 @@ impl Load {
             return matches!(stopped, Stopped::Drained);
         }
         loop {
-            match self.next_item() {
-                Ok(Item::Parsed(first)) => {
-                    let batch = self.collect(first);
-                    if self.load(batch).is_err() {
+            let step = std::panic::catch_unwind(AssertUnwindSafe(|| self.step()));
+            match step {
+                Ok(Ok(())) => {}
+                Ok(Err(stopped)) => return matches!(stopped, Stopped::Drained),
+                Err(_) => {
+                    // A bug must not stop loading while the spool goes on
+                    // acknowledging: what was not committed is read again.
+                    tracing::error!(
+                        "loading a batch panicked; its requests are read from the spool again"
+                    );
+                    self.carry = None;
+                    self.reader.rewind();
+                    if self.pause(RETRY_BACKOFF_MAX).is_err() {
                         return false;
                     }
                 }
-                Ok(Item::Unparsable(record, e)) => {
-                    let message = format!("the body no longer parses: {e}");
-                    let key = (record.entry.received_at, record.entry.request_id);
-                    if self
-                        .reject(record.at, record.end, key, None, &message)
-                        .is_err()
-                    {
-                        return false;
-                    }
-                }
-                Err(stopped) => return matches!(stopped, Stopped::Drained),
+            }
+        }
+    }
+
+    /// Loads the next batch, or rejects the next request if it no longer
+    /// parses.
+    fn step(&mut self) -> Result<(), Stopped> {
+        match self.next_item()? {
+            Item::Parsed(first) => {
+                let batch = self.collect(first);
+                self.load(batch)
+            }
+            Item::Unparsable(record, e) => {
+                let message = format!("the body no longer parses: {e}");
+                let key = (record.entry.received_at, record.entry.request_id);
+                self.reject(record.at, record.end, key, None, &message)
             }
         }
     }

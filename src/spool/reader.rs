@@ -139,6 +139,14 @@ impl Reader {
         Ok(())
     }
 
+    /// Reads again from the first record not yet loaded (after a failure
+    /// that lost what was read since).
+    pub fn rewind(&mut self) {
+        self.at = self.loaded_upto;
+        self.file = None;
+        self.chunk.clear();
+    }
+
     /// The next record, waiting up to `wait` for one to be synced.
     pub fn next(&mut self, wait: Duration) -> std::io::Result<Next> {
         let deadline = Instant::now() + wait;
