@@ -214,22 +214,23 @@ impl Ingress {
         let buffer = tokio::time::timeout_at(deadline.into(), read)
             .await
             .map_err(|_| IngressError::BodyTimeout(self.config.request_timeout))??;
-        // The spool keeps the body as sent; the parser rewrites it in place.
-        let framed = matches!(self.durable, Durable::Spool(_))
-            .then(|| Framed::new(&buffer.body, next_request_id(), received_at));
-        let webhook = self.parse(buffer, settings.limits, received_at).await?;
-        let accepted = webhook.alerts.len();
-        self.metrics.alerts_received.inc_by(accepted as u64);
-        match (&self.durable, framed) {
-            (Durable::Spool(spool), Some(framed)) => {
-                drop(webhook);
+        let limits = settings.limits;
+        let accepted = match &self.durable {
+            Durable::Spool(spool) => {
+                // The spool keeps the body as sent; the parser rewrites it
+                // in place. Parsed here only to refuse what cannot be stored.
+                let framed = Framed::new(&buffer.body, next_request_id(), received_at);
+                let alerts = self.parse(buffer, limits, received_at).await?.alerts.len();
                 self.sync(spool, framed, deadline).await?;
+                alerts
             }
-            (Durable::Database(queue), _) => {
-                self.commit(queue, webhook, received_at, deadline).await?
+            Durable::Database(queue) => {
+                let webhook = self.parse(buffer, limits, received_at).await?;
+                let alerts = webhook.alerts.len();
+                self.commit(queue, webhook, received_at, deadline).await?;
+                alerts
             }
-            (Durable::Spool(_), None) => unreachable!("framed above for the spool"),
-        }
+        };
         Ok(json_response(StatusCode::OK, &Accepted { accepted }))
     }
 
@@ -272,7 +273,21 @@ impl Ingress {
         Ok(())
     }
 
+    /// Parses the body and counts its alerts as received.
     async fn parse(
+        &self,
+        buffer: body::PooledBuffer,
+        limits: LimitsConfig,
+        received_at: OffsetDateTime,
+    ) -> Result<Webhook, IngressError> {
+        let webhook = self.parse_body(buffer, limits, received_at).await?;
+        self.metrics
+            .alerts_received
+            .inc_by(webhook.alerts.len() as u64);
+        Ok(webhook)
+    }
+
+    async fn parse_body(
         &self,
         mut buffer: body::PooledBuffer,
         limits: LimitsConfig,

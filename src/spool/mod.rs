@@ -163,11 +163,11 @@ struct Log {
 #[derive(Clone, Copy, Debug)]
 struct Segment {
     /// Records end here, as far as synced and valid: never read past it.
+    /// Also what the segment counts against `spool.max_bytes` (the zeros
+    /// prepared ahead of its records are not counted).
     end: u64,
     /// No more records will be appended.
     sealed: bool,
-    /// Its size on disk, counted against `spool.max_bytes`.
-    disk_len: u64,
 }
 
 /// What the writer, the reader and the request handlers share.
@@ -236,10 +236,9 @@ impl Spool {
             Segment {
                 end: HEADER_LEN,
                 sealed: false,
-                disk_len: HEADER_LEN,
             },
         );
-        let bytes = segments.values().map(|s| s.disk_len).sum();
+        let bytes = segments.values().map(|s| s.end).sum();
         tracing::info!(
             dir = %dir.path.display(),
             spool_id = %dir.id,
@@ -358,7 +357,6 @@ fn recover(dir: &Dir, metrics: &Metrics) -> Result<Recovered, OpenError> {
             Segment {
                 end: scanned.valid_end,
                 sealed: true,
-                disk_len: scanned.valid_end,
             },
         );
     }
@@ -478,10 +476,6 @@ impl Appender {
 
     pub fn id(&self) -> SpoolId {
         self.shared.dir.id
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.shared.dir.path
     }
 
     /// Whether an append may be taken now (`/readyz`).

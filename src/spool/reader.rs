@@ -151,28 +151,16 @@ impl Reader {
     pub fn next(&mut self, wait: Duration) -> std::io::Result<Next> {
         let deadline = Instant::now() + wait;
         loop {
-            let shared = self.shared.clone();
-            let end = {
-                let mut log = shared.log.lock();
-                loop {
-                    match locate(&log, self.at) {
-                        Located::Readable { end } => break end,
-                        Located::Advance(next) => self.move_to(next),
-                        Located::Closed => return Ok(Next::Closed),
-                        Located::Wait => {
-                            if shared.grown.wait_until(&mut log, deadline).timed_out()
-                                && matches!(locate(&log, self.at), Located::Wait)
-                            {
-                                drop(log);
-                                // A segment loaded while it was written may
-                                // have been sealed since (a roll, a failed
-                                // write): its space is freed now, not at the
-                                // next load, which a full disk may prevent.
-                                self.free(self.loaded_upto);
-                                return Ok(Next::Idle);
-                            }
-                        }
-                    }
+            let end = match self.readable_until(deadline) {
+                Located::Readable { end } => end,
+                Located::Closed => return Ok(Next::Closed),
+                _ => {
+                    // A segment loaded while it was written may have been
+                    // sealed since (a roll, a failed write): its space is
+                    // freed now, not at the next load, which a full disk
+                    // may prevent.
+                    self.free(self.loaded_upto);
+                    return Ok(Next::Idle);
                 }
             };
             if let Some(record) = self.read(end)? {
@@ -181,13 +169,39 @@ impl Reader {
         }
     }
 
-    fn move_to(&mut self, segment: u64) {
-        self.at = Position {
-            segment,
-            offset: HEADER_LEN,
-        };
-        self.file = None;
-        self.chunk.clear();
+    /// Moves past finished segments and waits, until `deadline`, for
+    /// synced bytes at the reader's position: `Readable`, `Closed`, or
+    /// `Wait` when the deadline passed first.
+    fn readable_until(&mut self, deadline: Instant) -> Located {
+        // Fields apart, so that the position moves while the log is locked.
+        let Reader {
+            shared,
+            at,
+            file,
+            chunk,
+            ..
+        } = self;
+        let mut log = shared.log.lock();
+        loop {
+            match locate(&log, *at) {
+                Located::Advance(next) => {
+                    *at = Position {
+                        segment: next,
+                        offset: HEADER_LEN,
+                    };
+                    *file = None;
+                    chunk.clear();
+                }
+                Located::Wait => {
+                    if shared.grown.wait_until(&mut log, deadline).timed_out()
+                        && matches!(locate(&log, *at), Located::Wait)
+                    {
+                        return Located::Wait;
+                    }
+                }
+                located => return located,
+            }
+        }
     }
 
     /// The record at the reader's position, which `end` (synced) is past;
@@ -258,7 +272,6 @@ impl Reader {
         }
         let (end, at) = (segment.end, self.at.offset);
         segment.end = at;
-        segment.disk_len = at;
         drop(log);
         let path = segment::path(&self.shared.dir.path, self.at.segment);
         let file = OpenOptions::new().read(true).write(true).open(path)?;
@@ -292,27 +305,27 @@ impl Reader {
             .range(..=upto.segment)
             .filter(|(n, s)| s.sealed && (**n < upto.segment || upto.offset >= s.end))
             .filter(|(n, s)| **n != newest || s.end > HEADER_LEN)
-            .map(|(n, s)| (*n, s.disk_len))
+            .map(|(n, s)| (*n, s.end))
             .collect();
         for (n, _) in &done {
             if *n == newest {
                 let s = log.segments.get_mut(n).expect("listed above");
-                (s.end, s.disk_len) = (HEADER_LEN, HEADER_LEN);
+                s.end = HEADER_LEN;
             } else {
                 log.segments.remove(n);
             }
         }
         drop(log);
-        for (n, disk_len) in done {
+        for (n, end) in done {
             let path = segment::path(&shared.dir.path, n);
             let freed = if n == newest {
                 OpenOptions::new()
                     .write(true)
                     .open(&path)
                     .and_then(|f| f.set_len(HEADER_LEN))
-                    .map(|()| disk_len - HEADER_LEN)
+                    .map(|()| end - HEADER_LEN)
             } else {
-                std::fs::remove_file(&path).map(|()| disk_len)
+                std::fs::remove_file(&path).map(|()| end)
             };
             match freed {
                 Ok(freed) => shared.release(freed),

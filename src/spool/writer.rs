@@ -176,7 +176,6 @@ impl Writer {
             Segment {
                 end: HEADER_LEN,
                 sealed: false,
-                disk_len: HEADER_LEN,
             },
         );
         drop(log);
@@ -250,7 +249,6 @@ impl Writer {
             .get_mut(&self.number)
             .expect("the segment being written is in the log");
         segment.end = self.len;
-        segment.disk_len = self.len;
         drop(log);
         shared.grown.notify_all();
     }
