@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
+source scripts/lib/service.sh
 
 rate=10000 duration=60s runs=3 alerts=1 workload=unique
 while [ $# -gt 0 ]; do
@@ -30,23 +31,20 @@ trap cleanup EXIT
 
 ensure_postgres >&2
 cargo build --release --bins >&2
-kv() { grep "^$1=" "$work/load" | cut -d= -f2; }
 
 for run in $(seq "$runs"); do
     for durability in spool database; do
-        pg_root_psql -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-        env ALERT_INGEST_DURABILITY=$durability ALERT_INGEST_SPOOL_DIR="$work/spool-$run" \
-            ALERT_INGEST_DATABASE_URL=$DB_URL RUST_LOG=warn \
-            target/release/alert-ingest --listen "$ADDR" 2>"$work/service.log" &
-        svc=$!
-        for _ in $(seq 200); do curl -fs -o /dev/null "http://$ADDR/readyz" && break; sleep 0.05; done
+        fresh_database "$DB"
+        start_service "$ADDR" "$work/service.log" ALERT_INGEST_DURABILITY=$durability \
+            ALERT_INGEST_SPOOL_DIR="$work/spool-$run" ALERT_INGEST_DATABASE_URL=$DB_URL
         target/release/alert-ingest-load --target "$ADDR" --workload "$workload" --alerts "$alerts" \
             --rate "$rate" --duration "$duration" --verify "$DB_URL" --verify-within 60s \
             --run "ab-$durability-$run" >"$work/load" 2>/dev/null || true
         rss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$svc/status")
-        kill -TERM "$svc"; wait "$svc" || true; svc=""
-        echo "$durability run $run: req/s $(kv req_per_s) p50 $(kv p50_ms) p90 $(kv p90_ms)" \
-            "p99 $(kv p99_ms) p99.9 $(kv p999_ms) ms; 5xx $(kv status_5xx) lost $(kv lost)" \
-            "dups $(kv duplicates); verified $(kv stored_within_ms) ms after the end; peak RSS ${rss} MB"
+        stop_service
+        out() { kv "$1" "$work/load"; }
+        echo "$durability run $run: req/s $(out req_per_s) p50 $(out p50_ms) p90 $(out p90_ms)" \
+            "p99 $(out p99_ms) p99.9 $(out p999_ms) ms; 5xx $(out status_5xx) lost $(out lost)" \
+            "dups $(out duplicates); verified $(out stored_within_ms) ms after the end; peak RSS ${rss} MB"
     done
 done

@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
+source scripts/lib/service.sh
 
 alerts=1 rates="5000 10000 15000 20000" duration=20s
 while [ $# -gt 0 ]; do
@@ -33,15 +34,12 @@ trap cleanup EXIT
 
 ensure_postgres >&2
 cargo build --release --bins >&2
-kv() { grep "^$1=" "$2" | cut -d= -f2; }
 
 printf '%-7s %8s %9s %10s %8s %9s %9s %s\n' alerts 'rate' 'req/s' 'alerts/s' non2xx 'maxLag_s' 'storedMs' verdict
 for rate in $rates; do
-    pg_root_psql -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-    ALERT_INGEST_DATABASE_URL=$DB_URL ALERT_INGEST_SPOOL_DIR=$work/spool-$rate RUST_LOG=warn \
-        target/release/alert-ingest --config config.yaml --listen "$ADDR" 2>"$work/service.log" &
-    svc=$!
-    for _ in $(seq 200); do curl -fs -o /dev/null "http://$ADDR/readyz" && break; sleep 0.05; done
+    fresh_database "$DB"
+    start_service "$ADDR" "$work/service.log" ALERT_INGEST_DURABILITY=spool \
+        ALERT_INGEST_DATABASE_URL=$DB_URL ALERT_INGEST_SPOOL_DIR="$work/spool-$rate"
     target/release/alert-ingest-load --target "$ADDR" --workload unique --alerts "$alerts" --rate "$rate" \
         --duration "$duration" --verify "$DB_URL" --verify-within 120s --run "rate-$rate" >"$work/load" 2>/dev/null &
     load=$!
@@ -52,7 +50,7 @@ for rate in $rates; do
         sleep 0.5
     done
     wait "$load" || true
-    kill -TERM "$svc"; wait "$svc" || true; svc=""
+    stop_service
     non2xx=$(($(kv status_4xx "$work/load") + $(kv status_5xx "$work/load") + $(kv transport_errors "$work/load")))
     verdict=sustained
     if [ "$(echo "$max_lag >= 1" | bc -l)" = 1 ] || [ "$non2xx" != 0 ] || [ "$(kv lost "$work/load")" != 0 ]; then

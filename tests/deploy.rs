@@ -251,8 +251,7 @@ fn dashboard_has_its_variables_and_one_datasource() {
 
 async fn scrape_exercised_service() -> String {
     let db = TestDb::create().await;
-    let service = Service::start(test_config(&db.url)).await;
-    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let service = Service::start_ready(test_config(&db.url)).await;
     let stored = fixture("firing-two-alerts.json");
     assert_eq!(service.post(stored.clone()).await.0, 200);
     assert_eq!(service.post(stored).await.0, 200, "a repeat");
@@ -266,13 +265,9 @@ async fn scrape_exercised_service() -> String {
     assert_eq!(service.post(too_long).await.0, 400);
     // Refused by PostgreSQL itself when loaded (a constraint an operator
     // added): db_errors_total{class="data"}, rejected_notifications_total.
-    db.client()
-        .await
-        .batch_execute("ALTER TABLE alerts ADD CONSTRAINT no_poison CHECK (alertname <> 'Poison')")
-        .await
-        .unwrap();
+    common::refuse_poison(&db.client().await).await;
     let poison = webhook(vec![json!({
-        "labels": {"alertname": "Poison"},
+        "labels": {"alertname": common::POISON},
         "startsAt": "2026-11-23T10:00:00Z",
     })]);
     assert_eq!(

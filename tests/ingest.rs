@@ -428,8 +428,7 @@ async fn bad_requests_store_nothing(durability: Durability) {
     let mut config = test_config(&db.url);
     config.durability = durability;
     config.server.max_body_bytes = 64 * 1024;
-    let service = Service::start(config).await;
-    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let service = Service::start_ready(config).await;
     let client = db.client().await;
     refuse_poison(&client).await;
     let good = webhook(vec![alert("Good", 1, "firing", ZERO)]);
@@ -597,8 +596,7 @@ async fn poison_among_neighbours(durability: Durability) {
     // (The spool's loader batches whatever the spool holds when it reads.)
     config.workers.count = 1;
     config.batch.linger = Duration::from_millis(50);
-    let service = Service::start(config).await;
-    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let service = Service::start_ready(config).await;
     let client = db.client().await;
     refuse_poison(&client).await;
     let mut tasks = Vec::new();

@@ -283,8 +283,7 @@ async fn two_instances_never_run_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_makes_partitions_and_writes_into_them() {
     let db = TestDb::create().await;
-    let service = Service::start(test_config(&db.url)).await;
-    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let service = Service::start_ready(test_config(&db.url)).await;
     let client = db.client().await;
     let ok = common::eventually(Duration::from_secs(10), || async {
         service

@@ -12,7 +12,7 @@ use std::time::Duration;
 use alert_ingest::app::App;
 use alert_ingest::config::Config;
 use common::proxy::FaultProxy;
-use common::{count, firing, test_config, webhook, Service, TestDb};
+use common::{count, firing, test_config, webhook, Service, TestDb, POISON, POISON_CONSTRAINT};
 use serde_json::{json, Value};
 
 /// A webhook of one firing alert named `name`, distinct by `i`.
@@ -56,8 +56,7 @@ async fn readyz(service: &Service) -> (u16, Value) {
 async fn a_database_outage_never_reaches_the_sender_and_everything_is_stored_after() {
     let db = TestDb::create().await;
     let (proxy, config) = behind_proxy(&db).await;
-    let service = Service::start(config).await;
-    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let service = Service::start_ready(config).await;
     post_all(&service, "Before", 5).await;
     service.settled().await;
 
@@ -98,17 +97,13 @@ async fn a_database_outage_never_reaches_the_sender_and_everything_is_stored_aft
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_postgresql_refuses_is_kept_whole_and_the_rest_is_stored() {
     let db = TestDb::create().await;
-    let service = Service::start(test_config(&db.url)).await;
-    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let service = Service::start_ready(test_config(&db.url)).await;
     // What the parser cannot foresee: a constraint an operator added.
     let client = db.client().await;
-    client
-        .batch_execute("ALTER TABLE alerts ADD CONSTRAINT no_poison CHECK (alertname <> 'Poison')")
-        .await
-        .unwrap();
+    common::refuse_poison(&client).await;
     let mut poison = String::new();
     for i in 0..10 {
-        let name = if i == 4 || i == 7 { "Poison" } else { "Fine" };
+        let name = if i == 4 || i == 7 { POISON } else { "Fine" };
         let sent = body(name, i);
         if i == 4 {
             poison = sent.clone();
@@ -131,7 +126,7 @@ async fn a_request_postgresql_refuses_is_kept_whole_and_the_rest_is_stored() {
         .unwrap();
     assert_eq!(rejected.len(), 2);
     assert_eq!(rejected[0].get::<_, &str>(0), "23514");
-    assert!(rejected[0].get::<_, &str>(1).contains("no_poison"));
+    assert!(rejected[0].get::<_, &str>(1).contains(POISON_CONSTRAINT));
     assert_eq!(
         rejected[0].get::<_, &[u8]>(2),
         poison.as_bytes(),
@@ -150,8 +145,7 @@ async fn a_request_postgresql_refuses_is_kept_whole_and_the_rest_is_stored() {
 async fn a_restart_on_the_same_spool_loads_what_was_left_exactly_once() {
     let db = TestDb::create().await;
     let (proxy, config) = behind_proxy(&db).await;
-    let service = Service::start(config.clone()).await;
-    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let service = Service::start_ready(config.clone()).await;
     proxy.set_down();
     post_all(&service, "Left", 20).await;
     assert!(service.shutdown().await, "exit clean, the rest on disk");
@@ -216,8 +210,7 @@ async fn a_full_spool_is_a_503_with_retry_after_until_the_loader_makes_room() {
     let (proxy, mut config) = behind_proxy(&db).await;
     config.spool.segment_bytes = 4096;
     config.spool.max_bytes = 16384;
-    let service = Service::start(config).await;
-    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let service = Service::start_ready(config).await;
     proxy.set_down();
     let mut acknowledged = 0;
     let refused = loop {
@@ -284,8 +277,7 @@ async fn a_full_disk_is_a_503_and_nothing_acknowledged_is_lost() {
     config.spool.dir = disk.0.clone();
     // Segments are zero-filled whole when begun: small ones on a small disk.
     config.spool.segment_bytes = 16 * 1024;
-    let service = Service::start(config).await;
-    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let service = Service::start_ready(config).await;
     proxy.set_down();
     // 20 alerts a request, ~5 KiB: the disk fills within ~50 requests.
     let big = |i: usize| webhook((0..20).map(|j| firing("Disk", i * 100 + j)).collect());
@@ -369,8 +361,7 @@ fn segment_files(dir: &Path) -> Vec<(PathBuf, u64)> {
 /// Spools 10 requests named `name` with the database away and stops; the
 /// segment that holds them.
 async fn ten_spooled(name: &str, config: &Config, proxy: &FaultProxy) -> PathBuf {
-    let service = Service::start(config.clone()).await;
-    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let service = Service::start_ready(config.clone()).await;
     proxy.set_down();
     post_all(&service, name, 10).await;
     assert!(service.shutdown().await);
@@ -484,8 +475,7 @@ async fn a_spool_copied_elsewhere_is_replayed_idempotently_beside_the_live_load(
 async fn every_change_spooled_during_an_outage_is_an_event_of_its_own() {
     let db = TestDb::create().await;
     let (proxy, config) = behind_proxy(&db).await;
-    let service = Service::start(config).await;
-    assert!(service.wait_ready(Duration::from_secs(10)).await);
+    let service = Service::start_ready(config).await;
     proxy.set_down();
     // Firing, resolved, firing again (resolve timeout), resolved: all of
     // them waiting in the spool when the loader gets to them.

@@ -199,6 +199,17 @@ impl Service {
         }
     }
 
+    /// Starts the service and waits (10 s at most) until `/readyz` says
+    /// it is ready: the schema migrated, and a webhook would be taken.
+    pub async fn start_ready(config: Config) -> Service {
+        let service = Service::start(config).await;
+        assert!(
+            service.wait_ready(Duration::from_secs(10)).await,
+            "the service is ready within 10 s"
+        );
+        service
+    }
+
     pub fn client(&self) -> Client {
         self.client.clone()
     }

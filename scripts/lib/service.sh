@@ -1,0 +1,34 @@
+# shellcheck shell=bash
+# Helpers for load scripts that run the release service themselves (sourced
+# after scripts/lib/postgres.sh; bash, set -euo pipefail):
+#   fresh_database NAME        - drops and creates database NAME
+#   start_service ADDR LOG [VAR=VALUE...]
+#                              - target/release/alert-ingest on ADDR, stderr
+#                                to LOG, with these environment variables;
+#                                its pid in $svc; returns once /readyz is 200
+#                                (or after 10 s)
+#   stop_service               - SIGTERM, waits for the exit
+#   kv KEY FILE                - the value of a key=value line of FILE
+
+fresh_database() {
+    pg_root_psql -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
+}
+
+start_service() {
+    local addr=$1 log=$2
+    shift 2
+    env "$@" RUST_LOG=warn target/release/alert-ingest --listen "$addr" 2>"$log" &
+    svc=$!
+    for _ in $(seq 200); do
+        curl -fs -o /dev/null "http://$addr/readyz" && return 0
+        sleep 0.05
+    done
+}
+
+stop_service() {
+    kill -TERM "$svc"
+    wait "$svc" || true
+    svc=""
+}
+
+kv() { grep "^$1=" "$2" | cut -d= -f2; }
