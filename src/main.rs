@@ -21,7 +21,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version, about)]
 struct Cli {
     /// Configuration file (see config.yaml for every key and its default).
-    #[arg(long, global = true, default_value = "config.yaml")]
+    #[arg(
+        long,
+        global = true,
+        env = "ALERT_INGEST_CONFIG",
+        default_value = "config.yaml"
+    )]
     config: PathBuf,
     /// Listen address, e.g. 127.0.0.1:9095; overrides server.listen.
     #[arg(long)]

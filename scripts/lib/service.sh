@@ -3,10 +3,12 @@
 # after scripts/lib/postgres.sh; bash, set -euo pipefail):
 #   fresh_database NAME        - drops and creates database NAME
 #   start_service ADDR LOG [VAR=VALUE...]
-#                              - target/release/alert-ingest on ADDR, stderr
-#                                to LOG, with these environment variables;
-#                                its pid in $svc; returns once /readyz is 200
-#                                (or after 10 s)
+#                              - $service_bin (default
+#                                target/release/alert-ingest) with
+#                                $service_config (default config.yaml) on
+#                                ADDR, stderr to LOG, with these environment
+#                                variables; its pid in $svc; returns once
+#                                /readyz is 200 (or after 10 s)
 #   stop_service               - SIGTERM, waits for the exit
 #   kv KEY FILE                - the value of a key=value line of FILE
 
@@ -17,7 +19,8 @@ fresh_database() {
 start_service() {
     local addr=$1 log=$2
     shift 2
-    env "$@" RUST_LOG=warn target/release/alert-ingest --listen "$addr" 2>"$log" &
+    env "$@" RUST_LOG=warn "${service_bin:-target/release/alert-ingest}" \
+        --config "${service_config:-config.yaml}" --listen "$addr" 2>"$log" &
     svc=$!
     for _ in $(seq 200); do
         curl -fs -o /dev/null "http://$addr/readyz" && return 0
