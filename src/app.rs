@@ -260,8 +260,14 @@ impl Stages<'_> {
             schema_ready: self.schema_ready.clone(),
         };
         let store = Store::dedicated(&config.database)?;
-        let loader = Loader::spawn(spool.reader, store, shared, config.spool.load_max_rows)
-            .map_err(StartError::Workers)?;
+        let loader = Loader::spawn(
+            spool.reader,
+            store,
+            shared,
+            config.spool.load_max_rows,
+            config.spool.load_linger,
+        )
+        .map_err(StartError::Workers)?;
         let appender = Arc::new(spool.appender);
         let pipeline = Pipeline::Spool {
             appender: appender.clone(),

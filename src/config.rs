@@ -232,6 +232,14 @@ pub struct SpoolConfig {
     /// commits load faster (1,000-row batches: 1.8× the alerts/s of
     /// 100-row ones, issue #12).
     pub load_max_rows: usize,
+    /// How long the loader waits for more requests to fill a batch once it
+    /// has one (Kafka's `linger.ms`; a backlog fills batches at once, 0
+    /// writes whatever is synced). Fewer, larger commits cost PostgreSQL
+    /// less, but each is a burst of work beside the requests being
+    /// answered: measured, 5 ms lowered p50 and p99.9 and raised p99 and
+    /// RSS, hence the default of 0 (issue #12).
+    #[serde(with = "humantime_serde")]
+    pub load_linger: Duration,
 }
 
 impl Default for SpoolConfig {
@@ -241,6 +249,7 @@ impl Default for SpoolConfig {
             max_bytes: 1024 * 1024 * 1024,
             segment_bytes: 32 * 1024 * 1024,
             load_max_rows: 1000,
+            load_linger: Duration::ZERO,
         }
     }
 }
@@ -675,6 +684,9 @@ impl SpoolConfig {
                 "spool.load_max_rows: must be from 1 to {MAX_BATCH_ROWS}"
             ));
         }
+        if self.load_linger > Duration::from_secs(1) {
+            problems.push("spool.load_linger: must be at most 1s (it delays every load)".into());
+        }
         if self.dir.as_os_str().is_empty() {
             problems.push("spool.dir: must not be empty".into());
         }
@@ -803,11 +815,16 @@ mod tests {
         );
         config.spool.segment_bytes = 1 << 20;
         config.spool.max_bytes = 1 << 20;
+        config.spool.load_linger = Duration::from_secs(5);
         let err = config.validate().unwrap_err().to_string();
         assert!(
-            err.contains("spool.max_bytes: must be at least twice"),
+            err.contains("spool.max_bytes: must be at least twice")
+                && err.contains("spool.load_linger: must be at most 1s"),
             "{err}"
         );
+        let yaml = "spool:\n  load_linger: 20ms\n";
+        let linger = Config::from_yaml(yaml).unwrap().spool.load_linger;
+        assert_eq!(linger, Duration::from_millis(20));
         let err = Config::from_yaml("durability: disk\n")
             .unwrap_err()
             .to_string();

@@ -508,3 +508,22 @@ async fn every_change_spooled_during_an_outage_is_an_event_of_its_own() {
     assert_eq!(tables(&db).await, (1, 4, 4));
     assert!(service.shutdown().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loader_lingers_to_fill_a_batch() {
+    let db = TestDb::create().await;
+    let mut config = test_config(&db.url);
+    config.spool.load_linger = Duration::from_secs(1);
+    let service = Service::start_ready(config).await;
+    // One by one, each answered before the next is sent: well within the
+    // linger of the first, they are loaded together.
+    post_all(&service, "Lingered", 5).await;
+    service.settled().await;
+    assert_eq!(tables(&db).await, (5, 5, 5));
+    assert_eq!(
+        service.metric("alert_ingest_batch_rows_count").await,
+        1,
+        "one transaction for the five requests"
+    );
+    assert!(service.shutdown().await);
+}

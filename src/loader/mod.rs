@@ -63,12 +63,14 @@ pub struct Loader {
 
 impl Loader {
     /// Starts loading `reader`'s spool through `store` (a dedicated
-    /// connection), in batches of up to `max_rows` alerts.
+    /// connection), in batches of up to `max_rows` alerts, each waiting up
+    /// to `linger` to fill.
     pub fn spawn(
         reader: Reader,
         store: Store,
         shared: Shared,
         max_rows: usize,
+        linger: Duration,
     ) -> std::io::Result<Loader> {
         let stop = Arc::new(AtomicBool::new(false));
         let load = Load {
@@ -77,6 +79,7 @@ impl Loader {
             store,
             shared,
             max_rows,
+            linger,
             limits: LimitsConfig::for_loading(),
             scratch: Scratch::default(),
             stop: stop.clone(),
@@ -149,6 +152,7 @@ struct Load {
     store: Store,
     shared: Shared,
     max_rows: usize,
+    linger: Duration,
     limits: LimitsConfig,
     scratch: Scratch,
     stop: Arc<AtomicBool>,
@@ -269,7 +273,8 @@ impl Load {
     }
 
     /// A batch beginning with `first`: the whole requests queued behind it,
-    /// while they fit in `max_rows` alerts and change none of its episodes.
+    /// or synced within `spool.load_linger` of it, while they fit in
+    /// `max_rows` alerts and change none of its episodes.
     /// The first is taken whole whatever its size, so that a request is one
     /// transaction.
     fn collect(&mut self, first: Loaded) -> Batch<Loaded> {
@@ -278,8 +283,10 @@ impl Load {
             .set_oldest_unloaded(Some(first.delivery.received_at));
         let mut batch = Batch::new(self.max_rows.max(first_alerts));
         self.add(&mut batch, first);
+        let linger_until = Instant::now() + self.linger;
         while !batch.is_full() {
-            let record = match self.reader.next(Duration::ZERO) {
+            let wait = linger_until.saturating_duration_since(Instant::now());
+            let record = match self.reader.next(wait) {
                 Ok(Next::Record(record)) => record,
                 _ => break,
             };
