@@ -11,8 +11,9 @@
 #               and PostgreSQL sharing the cores and the disk (the product)
 #   tmpfs-db    the spool on a tmpfs with PostgreSQL loading it: + the
 #               loader and PostgreSQL, without the spool's disk writes
-# For the spool setups it also prints the writer's sync time p99 and mean
-# group size, from the service's own histograms.
+# For the spool setups it also prints the writer's sync time p99 and
+# largest (bucket upper bounds: powers of 2 from 25 µs) and mean group
+# size, from the service's own histograms.
 #
 # Usage: load/p99-parts.sh [--rate 10000] [--duration 30s] [--runs 3]
 #                          [--parts "bare tmpfs-nodb disk-nodb disk-db tmpfs-db"]
@@ -50,20 +51,22 @@ trap cleanup EXIT
 ensure_postgres >&2
 cargo build --release --bins >&2
 
-# histogram_p99 NAME FILE: the upper bound of the bucket holding the 99th
-# percentile of a Prometheus histogram in a /metrics dump.
-histogram_p99() {
-    awk -v m="$1_bucket" 'index($1, m "{") == 1 {
+# histogram_quantile Q NAME FILE: the upper bound of the bucket holding the
+# quantile Q (1 = the largest) of a Prometheus histogram in a /metrics dump,
+# in ms.
+histogram_quantile() {
+    awk -v q="$1" -v m="$2_bucket" 'index($1, m "{") == 1 {
             le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); n++; b[n] = le; c[n] = $2 }
         END { if (!n || !c[n]) { print "-"; exit }
-              for (i = 1; i <= n; i++) if (c[i] >= 0.99 * c[n]) { print b[i]; exit } }' "$2"
+              for (i = 1; i <= n; i++) if (c[i] >= q * c[n]) {
+                  if (b[i] == "+Inf") print b[i]; else print b[i] * 1000; exit } }' "$3"
 }
 histogram_mean() {
     awk -v m="$1" '$1 == m "_sum" {s = $2} $1 == m "_count" {c = $2}
         END { if (c) printf "%.1f", s / c; else print "-" }' "$2"
 }
 
-printf '%-4s %-11s %8s %7s %7s %8s %8s %11s %9s\n' run part 'req/s' p50ms p99ms p99.9ms 5xx syncP99ms perSync
+printf '%-4s %-11s %8s %7s %7s %8s %5s %10s %10s %8s\n' run part 'req/s' p50ms p99ms p99.9ms 5xx syncP99ms syncMaxMs perSync
 for run in $(seq "$runs"); do
     for part in $parts; do
         rm -rf "$work/tmpfs/spool" "$work/spool"
@@ -80,11 +83,11 @@ for run in $(seq "$runs"); do
         esac
         target/release/alert-ingest-load --target "$ADDR" --workload unique --alerts 1 \
             --rate "$rate" --duration "$duration" --run "parts-$part-$run" >"$work/load" 2>/dev/null || true
-        sync_p99=- per_sync=-
+        sync_p99=- sync_max=- per_sync=-
         if [ "$part" != bare ]; then
             curl -fs "http://$ADDR/metrics" >"$work/metrics" || true
-            p=$(histogram_p99 alert_ingest_spool_sync_duration_seconds "$work/metrics")
-            [ "$p" != - ] && sync_p99=$(echo "$p * 1000" | bc -l | sed 's/0*$//; s/\.$//')
+            sync_p99=$(histogram_quantile 0.99 alert_ingest_spool_sync_duration_seconds "$work/metrics")
+            sync_max=$(histogram_quantile 1 alert_ingest_spool_sync_duration_seconds "$work/metrics")
             per_sync=$(histogram_mean alert_ingest_spool_records_per_sync "$work/metrics")
         fi
         if ! kill -0 "$svc" 2>/dev/null; then
@@ -94,7 +97,7 @@ for run in $(seq "$runs"); do
         fi
         if [ "$part" = bare ]; then kill "$svc"; wait "$svc" 2>/dev/null || true; svc=""; else stop_service; fi
         out() { kv "$1" "$work/load"; }
-        printf '%-4s %-11s %8s %7s %7s %8s %8s %11s %9s\n' "$run" "$part" "$(out req_per_s)" "$(out p50_ms)" \
-            "$(out p99_ms)" "$(out p999_ms)" "$(out status_5xx)" "$sync_p99" "$per_sync"
+        printf '%-4s %-11s %8s %7s %7s %8s %5s %10s %10s %8s\n' "$run" "$part" "$(out req_per_s)" "$(out p50_ms)" \
+            "$(out p99_ms)" "$(out p999_ms)" "$(out status_5xx)" "$sync_p99" "$sync_max" "$per_sync"
     done
 done
