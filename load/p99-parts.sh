@@ -11,7 +11,10 @@
 #               and PostgreSQL sharing the cores and the disk (the product)
 #   tmpfs-db    the spool on a tmpfs with PostgreSQL loading it: + the
 #               loader and PostgreSQL, without the spool's disk writes
-# For the spool setups it also prints the writer's sync time p99 and
+#   database    durability: database (not in the default list): the
+#               workers commit before each answer, no spool
+# Each row has the service's peak RSS (VmHWM). For the spool setups it
+# also prints the writer's sync time p99 and
 # largest (bucket upper bounds: powers of 2 from 25 µs) and mean group
 # size, from the service's own histograms.
 #
@@ -66,7 +69,7 @@ histogram_mean() {
         END { if (c) printf "%.1f", s / c; else print "-" }' "$2"
 }
 
-printf '%-4s %-11s %8s %7s %7s %8s %5s %10s %10s %8s\n' run part 'req/s' p50ms p99ms p99.9ms 5xx syncP99ms syncMaxMs perSync
+printf '%-4s %-11s %8s %7s %7s %8s %5s %6s %10s %10s %8s\n' run part 'req/s' p50ms p99ms p99.9ms 5xx rssMB syncP99ms syncMaxMs perSync
 for run in $(seq "$runs"); do
     for part in $parts; do
         rm -rf "$work/tmpfs/spool" "$work/spool"
@@ -78,13 +81,15 @@ for run in $(seq "$runs"); do
             *)
                 case $part in tmpfs-*) dir=$work/tmpfs/spool ;; *) dir=$work/spool ;; esac
                 case $part in *-nodb) url=$NO_DB_URL ;; *) url=$DB_URL; fresh_database "$DB" ;; esac
-                start_service "$ADDR" "$work/service.log" ALERT_INGEST_DURABILITY=spool \
+                case $part in database) durability=database ;; *) durability=spool ;; esac
+                start_service "$ADDR" "$work/service.log" ALERT_INGEST_DURABILITY=$durability \
                     ALERT_INGEST_SPOOL_DIR="$dir" ALERT_INGEST_DATABASE_URL="$url" ;;
         esac
         target/release/alert-ingest-load --target "$ADDR" --workload unique --alerts 1 \
             --rate "$rate" --duration "$duration" --run "parts-$part-$run" >"$work/load" 2>/dev/null || true
         sync_p99=- sync_max=- per_sync=-
-        if [ "$part" != bare ]; then
+        rss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$svc/status" 2>/dev/null || echo -)
+        if [ "$part" != bare ] && [ "$part" != database ]; then
             curl -fs "http://$ADDR/metrics" >"$work/metrics" || true
             sync_p99=$(histogram_quantile 0.99 alert_ingest_spool_sync_duration_seconds "$work/metrics")
             sync_max=$(histogram_quantile 1 alert_ingest_spool_sync_duration_seconds "$work/metrics")
@@ -97,7 +102,7 @@ for run in $(seq "$runs"); do
         fi
         if [ "$part" = bare ]; then kill "$svc"; wait "$svc" 2>/dev/null || true; svc=""; else stop_service; fi
         out() { kv "$1" "$work/load"; }
-        printf '%-4s %-11s %8s %7s %7s %8s %5s %10s %10s %8s\n' "$run" "$part" "$(out req_per_s)" "$(out p50_ms)" \
-            "$(out p99_ms)" "$(out p999_ms)" "$(out status_5xx)" "$sync_p99" "$sync_max" "$per_sync"
+        printf '%-4s %-11s %8s %7s %7s %8s %5s %6s %10s %10s %8s\n' "$run" "$part" "$(out req_per_s)" "$(out p50_ms)" \
+            "$(out p99_ms)" "$(out p999_ms)" "$(out status_5xx)" "$rss" "$sync_p99" "$sync_max" "$per_sync"
     done
 done
