@@ -7,7 +7,7 @@
 #
 # Fresh database ai_pgbench, migrated and partitioned by the service itself
 # (`alert-ingest migrate`, as a deployment does), load/pgbench/write-batch.sql: each transaction
-# stores ROWS new one-alert requests (alert + event + notification rows).
+# stores ROWS new one-alert requests (an alerts and a notifications row each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh

@@ -2,7 +2,7 @@
 //! alerts pushed into Alertmanager reach the service through Alertmanager's
 //! own webhook notifications, and PostgreSQL must then hold exactly what
 //! Alertmanager reports: same fingerprints, labels, annotations and times,
-//! and one `alert_events` row per state change, however often a group is sent.
+//! and one `alert_timeline` row per state change, however often a group is sent.
 
 mod common;
 
@@ -621,7 +621,7 @@ async fn alert_rows(pg: &Client) -> Vec<AlertRow> {
 
 async fn event_rows(pg: &Client) -> Vec<EventRow> {
     let sql = "SELECT fingerprint, starts_at, status, ends_at, received_at
-               FROM alert_events ORDER BY received_at, fingerprint";
+               FROM alert_timeline ORDER BY received_at, fingerprint";
     pg.query(sql, &[])
         .await
         .unwrap()
@@ -670,7 +670,7 @@ fn print_rows(alerts: &[AlertRow], events: &[EventRow], notifications: &[Notific
             a.receiver,
         );
     }
-    eprintln!("alert_events ({}):", events.len());
+    eprintln!("alert_timeline ({}):", events.len());
     for e in events {
         eprintln!(
             "  {} starts_at={} {} ends_at={} received_at={}",

@@ -31,12 +31,12 @@ fn body(i: usize) -> String {
     })])
 }
 
-/// Rows in (alerts, alert_events, notifications).
+/// Rows in (alerts, alert_timeline, notifications).
 async fn tables(db: &TestDb) -> (i64, i64, i64) {
     let pg = db.client().await;
     (
         count(&pg, "alerts").await,
-        count(&pg, "alert_events").await,
+        count(&pg, "alert_timeline").await,
         count(&pg, "notifications").await,
     )
 }

@@ -128,7 +128,7 @@ async fn over_service_backends(db: &TestDb, select: &str) -> i64 {
         .get(0)
 }
 
-/// (alerts, distinct (fingerprint, starts_at), alert_events), and the
+/// (alerts, distinct (fingerprint, starts_at), alert_timeline), and the
 /// `instance` label of every stored alert.
 async fn stored(db: &TestDb) -> ((i64, i64, i64), BTreeSet<String>) {
     let pg = own_session(db).await;
@@ -151,7 +151,7 @@ async fn stored(db: &TestDb) -> ((i64, i64, i64), BTreeSet<String>) {
         (
             count(&pg, "alerts").await,
             distinct,
-            count(&pg, "alert_events").await,
+            count(&pg, "alert_timeline").await,
         ),
         instances,
     )

@@ -141,7 +141,7 @@ async fn a_5000_alert_group_is_stored_whole() {
     service.settled().await;
     let pg = db.client().await;
     assert_eq!(count(&pg, "alerts").await, 5000);
-    assert_eq!(count(&pg, "alert_events").await, 5000);
+    assert_eq!(count(&pg, "alert_timeline").await, 5000);
     assert_eq!(count(&pg, "notifications").await, 1);
     service.shutdown().await;
 }
@@ -208,7 +208,7 @@ async fn injection_corpus_and_unicode_are_stored_byte_exact() {
     // The schema is intact.
     for table in [
         "alerts",
-        "alert_events",
+        "alert_timeline",
         "notifications",
         "schema_migrations",
     ] {

@@ -1,5 +1,5 @@
 //! Integration tests against a real PostgreSQL: what each request leaves in
-//! the `alerts`, `alert_events` and `notifications` tables, and what the
+//! the `alerts`, `alert_timeline` and `notifications` tables, and what the
 //! sender is told.
 
 mod common;
@@ -123,7 +123,10 @@ async fn each_fixture_stores_exact_rows_in_all_three_tables_and_repeats_add_none
 
         let client = db.client().await;
         let events = client
-            .query("SELECT fingerprint, status, ends_at FROM alert_events", &[])
+            .query(
+                "SELECT fingerprint, status, ends_at FROM alert_timeline",
+                &[],
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -184,7 +187,7 @@ async fn each_fixture_stores_exact_rows_in_all_three_tables_and_repeats_add_none
             "{name}"
         );
         assert_eq!(
-            count(&client, "alert_events").await as usize,
+            count(&client, "alert_timeline").await as usize,
             sent_alerts.len(),
             "{name}"
         );
@@ -221,7 +224,7 @@ async fn firing_then_resolved_is_one_episode_with_two_events() {
     assert_eq!(row.get::<_, Option<OffsetDateTime>>(1), micros(ends));
     let events: Vec<(String, Option<OffsetDateTime>)> = client
         .query(
-            "SELECT status, ends_at FROM alert_events ORDER BY received_at",
+            "SELECT status, ends_at FROM alert_timeline ORDER BY received_at",
             &[],
         )
         .await
@@ -236,6 +239,14 @@ async fn firing_then_resolved_is_one_episode_with_two_events() {
             ("resolved".to_string(), micros(ends))
         ]
     );
+    // The creation event is the episode's row; alert_events holds the change.
+    let first = client
+        .query_one("SELECT first_status, first_ends_at FROM alerts", &[])
+        .await
+        .unwrap();
+    assert_eq!(first.get::<_, Option<&str>>(0), Some("firing"));
+    assert_eq!(first.get::<_, Option<OffsetDateTime>>(1), None);
+    assert_eq!(count(&client, "alert_events").await, 1);
     // A changed annotation is a change too; the same alert next week is a new episode.
     let mut changed = alert("Flap", 1, "resolved", ends);
     changed["annotations"]["summary"] = json!("edited");
@@ -244,7 +255,8 @@ async fn firing_then_resolved_is_one_episode_with_two_events() {
     assert_eq!(status_of(&service, vec![changed, next_week]).await, 200);
     service.settled().await;
     assert_eq!(count(&client, "alerts").await, 2);
-    assert_eq!(count(&client, "alert_events").await, 4);
+    assert_eq!(count(&client, "alert_timeline").await, 4);
+    assert_eq!(count(&client, "alert_events").await, 2);
     service.shutdown().await;
 }
 
@@ -276,7 +288,7 @@ async fn fifty_concurrent_clients_store_every_alert_once() {
     let client = db.client().await;
     let expected = (CLIENTS * REQUESTS * ALERTS + 1) as i64;
     assert_eq!(count(&client, "alerts").await, expected);
-    assert_eq!(count(&client, "alert_events").await, expected);
+    assert_eq!(count(&client, "alert_timeline").await, expected);
     assert_eq!(
         count(&client, "notifications").await,
         (CLIENTS * REQUESTS) as i64
@@ -744,20 +756,20 @@ async fn two_instances_on_one_database_store_each_episode_once() {
     // One event per first sight plus one per real change, however many deliveries.
     let changes: i64 = client
         .query_one(
-            "SELECT count(*) FROM (SELECT DISTINCT fingerprint, starts_at, status, ends_at FROM alert_events) d",
+            "SELECT count(*) FROM (SELECT DISTINCT fingerprint, starts_at, status, ends_at FROM alert_timeline) d",
             &[],
         )
         .await
         .unwrap()
         .get(0);
     assert_eq!(
-        count(&client, "alert_events").await,
+        count(&client, "alert_timeline").await,
         changes,
         "no duplicate events"
     );
     let resolved: i64 = client
         .query_one(
-            "SELECT count(*) FROM alert_events WHERE status = 'resolved'",
+            "SELECT count(*) FROM alert_timeline WHERE status = 'resolved'",
             &[],
         )
         .await

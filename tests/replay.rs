@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 const BIN: &str = env!("CARGO_BIN_EXE_alert-ingest");
 const REPO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
-const TABLES: [&str; 3] = ["alerts", "alert_events", "notifications"];
+const TABLES: [&str; 3] = ["alerts", "alert_timeline", "notifications"];
 
 struct Replayed {
     code: i32,
@@ -257,7 +257,7 @@ async fn firing_and_resolved_given_in_the_wrong_order_end_resolved_with_events_i
                 .collect()
         };
     let alerts_sql = "SELECT fingerprint, status, ends_at FROM alerts ORDER BY fingerprint";
-    let events_sql = "SELECT fingerprint, status, received_at FROM alert_events
+    let events_sql = "SELECT fingerprint, status, received_at FROM alert_timeline
                       ORDER BY fingerprint, received_at";
     let ends_at = micros("2026-11-23T19:25:20Z");
     let starts_at = micros("2026-11-23T19:14:38Z");

@@ -293,8 +293,14 @@ async fn the_service_makes_partitions_and_writes_into_them() {
     })
     .await;
     assert!(ok, "a retention run completed");
+    // A new episode, then a change to it: an alert_events row (the
+    // creation event is the episode's row).
     let alert = json!({"labels": {"alertname": "Now"}, "startsAt": "2026-11-24T00:00:00Z"});
     let (status, body) = service.post(webhook(vec![alert])).await;
+    assert_eq!(status, 200, "{body}");
+    let resolved = json!({"labels": {"alertname": "Now"}, "startsAt": "2026-11-24T00:00:00Z",
+                          "status": "resolved", "endsAt": "2026-11-24T01:00:00Z"});
+    let (status, body) = service.post(webhook(vec![resolved])).await;
     assert_eq!(status, 200, "{body}");
     service.settled().await;
     assert_eq!(count(&client, "alert_events").await, 1);

@@ -29,12 +29,12 @@ async fn behind_proxy(db: &TestDb) -> (FaultProxy, Config) {
     (proxy, config)
 }
 
-/// Rows of `alerts`, `alert_events` and `notifications`.
+/// Rows of `alerts`, `alert_timeline` and `notifications`.
 async fn tables(db: &TestDb) -> (i64, i64, i64) {
     let client = db.client().await;
     (
         count(&client, "alerts").await,
-        count(&client, "alert_events").await,
+        count(&client, "alert_timeline").await,
         count(&client, "notifications").await,
     )
 }
@@ -498,7 +498,10 @@ async fn every_change_spooled_during_an_outage_is_an_event_of_its_own() {
     let events: Vec<String> = db
         .client()
         .await
-        .query("SELECT status FROM alert_events ORDER BY received_at", &[])
+        .query(
+            "SELECT status FROM alert_timeline ORDER BY received_at",
+            &[],
+        )
         .await
         .unwrap()
         .iter()

@@ -1,6 +1,7 @@
 -- One batch as the workers first write it (the statement in
 -- src/store/mod.rs, WRITE_BATCH), with :rows new one-alert requests generated in place of the
--- bound arrays: :rows alerts, :rows events, :rows notifications. Run by
+-- bound arrays: :rows alerts and :rows notifications (new episodes: their
+-- creation events are their alerts rows, no alert_events row). Run by
 -- load/pgbench.sh against the service's own migrations.
 WITH gen AS (
     SELECT i, md5(random()::text || i::text) AS h FROM generate_series(1, :rows) AS i
@@ -17,9 +18,10 @@ WITH gen AS (
     ORDER BY fingerprint, starts_at
 ), changed AS (
     INSERT INTO alerts AS a (fingerprint, starts_at, alertname, status, labels, annotations,
-                             ends_at, generator_url, receiver, first_seen_at, updated_at)
+                             ends_at, generator_url, receiver, first_seen_at, updated_at,
+                             first_status, first_ends_at)
     SELECT fingerprint, starts_at, alertname, status, labels::jsonb, annotations::jsonb,
-           ends_at, generator_url, receiver, received_at, received_at
+           ends_at, generator_url, receiver, received_at, received_at, status, ends_at
     FROM input
     ON CONFLICT (fingerprint, starts_at) DO UPDATE
     SET alertname = EXCLUDED.alertname, status = EXCLUDED.status, labels = EXCLUDED.labels,
@@ -28,10 +30,15 @@ WITH gen AS (
         updated_at = EXCLUDED.updated_at
     WHERE (a.status, a.ends_at, a.annotations)
           IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.ends_at, EXCLUDED.annotations)
-    RETURNING a.fingerprint, a.starts_at, a.status, a.ends_at, a.updated_at
+    -- xmax is 0 in a row version this statement inserted, and the
+    -- updating transaction's id in one it updated.
+    RETURNING a.fingerprint, a.starts_at, a.status, a.ends_at, a.updated_at,
+              a.xmax = 0 AS inserted
 ), events AS (
+    -- Changes only: an inserted episode's creation event is its row
+    -- (first_status, first_ends_at, first_seen_at; see alert_timeline).
     INSERT INTO alert_events (fingerprint, starts_at, status, ends_at, received_at)
-    SELECT fingerprint, starts_at, status, ends_at, updated_at FROM changed
+    SELECT fingerprint, starts_at, status, ends_at, updated_at FROM changed WHERE NOT inserted
 ), notified AS (
     INSERT INTO notifications (receiver, status, group_key, group_labels, common_labels,
                                common_annotations, external_url, truncated_alerts,

@@ -479,13 +479,26 @@ async fn verify(url: &str, plan: &Plan, tally: &Tally) -> anyhow::Result<Verifie
         stored.insert(pod);
     }
     // Every alert of a run fires once and never changes: exactly one event
-    // each, however often it was delivered (`alerts` cannot hold a row twice,
-    // its primary key sees to that; `alert_events` could).
+    // in its timeline, however often it was delivered (`alerts` cannot hold
+    // a row twice, its primary key sees to that; `alert_events` could).
+    // A database the service has not migrated to `alert_timeline` yet (an
+    // A/B against an older binary) keeps every event in `alert_events`.
+    let timeline = if client
+        .query_one("SELECT to_regclass('alert_timeline') IS NOT NULL", &[])
+        .await?
+        .get::<_, bool>(0)
+    {
+        "alert_timeline"
+    } else {
+        "alert_events"
+    };
     let events = client
         .query(
-            "SELECT a.labels->>'pod', count(*) FROM alerts a
-             JOIN alert_events e USING (fingerprint, starts_at)
-             WHERE a.labels @> $1::text::jsonb GROUP BY 1 HAVING count(*) <> 1",
+            &format!(
+                "SELECT a.labels->>'pod', count(*) FROM alerts a
+             JOIN {timeline} e USING (fingerprint, starts_at)
+             WHERE a.labels @> $1::text::jsonb GROUP BY 1 HAVING count(*) <> 1"
+            ),
             &[&filter],
         )
         .await?;

@@ -17,12 +17,13 @@ const EPISODE_JSON: &str = "jsonb_build_object(
     'ends_at', a.ends_at, 'generator_url', a.generator_url, 'receiver', a.receiver,
     'first_seen_at', a.first_seen_at, 'updated_at', a.updated_at)";
 
-/// The episode's timeline: its `alert_events`, oldest first.
+/// The episode's timeline (`alert_timeline`: its creation and every
+/// change), oldest first.
 const EVENTS_JSON: &str = "jsonb_build_object('events', COALESCE((
     SELECT jsonb_agg(jsonb_build_object('status', e.status, 'ends_at', e.ends_at,
                                         'received_at', e.received_at)
                      ORDER BY e.received_at)
-    FROM alert_events e
+    FROM alert_timeline e
     WHERE e.fingerprint = a.fingerprint AND e.starts_at = a.starts_at), '[]'::jsonb))";
 
 /// A statement and its parameters. Pages select `starts_at, fingerprint,

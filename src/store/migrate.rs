@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "spool positions and rejected notifications",
         sql: include_str!("migrations/0005_spool.sql"),
     },
+    Migration {
+        version: 6,
+        name: "creation event derived from the episode row",
+        sql: include_str!("migrations/0006_derived_creation_event.sql"),
+    },
 ];
 
 /// Applies the missing migrations; returns the versions it applied.

@@ -34,8 +34,8 @@ pub const APPLICATION_NAME: &str = "alert-ingest";
 /// The history API's sessions, told apart from ingestion's.
 pub const HISTORY_APPLICATION_NAME: &str = "alert-ingest-history";
 
-/// Writes one batch: upserts the alert episodes, appends an event for each
-/// episode inserted or changed, records the notifications and, for a batch
+/// Writes one batch: upserts the alert episodes (a new one keeps its first
+/// state on its row), appends an event for each episode changed, records the notifications and, for a batch
 /// loaded from the spool, the spool's loaded position, in a single
 /// statement (one round trip, one implicit transaction, committed when it
 /// returns). Rows are sorted by key so that concurrent writers lock episodes
@@ -53,9 +53,10 @@ WITH input AS (
     ORDER BY fingerprint, starts_at
 ), changed AS (
     INSERT INTO alerts AS a (fingerprint, starts_at, alertname, status, labels, annotations,
-                             ends_at, generator_url, receiver, first_seen_at, updated_at)
+                             ends_at, generator_url, receiver, first_seen_at, updated_at,
+                             first_status, first_ends_at)
     SELECT fingerprint, starts_at, alertname, status, labels::jsonb, annotations::jsonb,
-           ends_at, generator_url, receiver, received_at, received_at
+           ends_at, generator_url, receiver, received_at, received_at, status, ends_at
     FROM input
     ON CONFLICT (fingerprint, starts_at) DO UPDATE
     SET alertname = EXCLUDED.alertname, status = EXCLUDED.status, labels = EXCLUDED.labels,
@@ -64,10 +65,15 @@ WITH input AS (
         updated_at = EXCLUDED.updated_at
     WHERE (a.status, a.ends_at, a.annotations)
           IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.ends_at, EXCLUDED.annotations)
-    RETURNING a.fingerprint, a.starts_at, a.status, a.ends_at, a.updated_at
+    -- xmax is 0 in a row version this statement inserted, and the
+    -- updating transaction's id in one it updated.
+    RETURNING a.fingerprint, a.starts_at, a.status, a.ends_at, a.updated_at,
+              a.xmax = 0 AS inserted
 ), events AS (
+    -- Changes only: an inserted episode's creation event is its row
+    -- (first_status, first_ends_at, first_seen_at; see alert_timeline).
     INSERT INTO alert_events (fingerprint, starts_at, status, ends_at, received_at)
-    SELECT fingerprint, starts_at, status, ends_at, updated_at FROM changed
+    SELECT fingerprint, starts_at, status, ends_at, updated_at FROM changed WHERE NOT inserted
 ), notified AS (
     INSERT INTO notifications (receiver, status, group_key, group_labels, common_labels,
                                common_annotations, external_url, truncated_alerts,
@@ -175,7 +181,7 @@ pub struct Rejection<'a> {
 /// What one committed batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
-    /// Episodes inserted or changed (each added an `alert_events` row).
+    /// Episodes inserted or changed (each added an event to its timeline).
     pub changed: u64,
 }
 
