@@ -1,12 +1,23 @@
 -- One batch as the workers first write it (the statement in
--- src/store/mod.rs, WRITE_BATCH), with :rows new one-alert requests generated in place of the
--- bound arrays: :rows alerts and :rows notifications (new episodes: their
--- creation events are their alerts rows, no alert_events row). Run by
--- load/pgbench.sh against the service's own migrations.
+-- src/store/mod.rs, WRITE_BATCH), with :rows one-alert requests generated in place of the
+-- bound arrays. Run by load/pgbench.sh against the service's own migrations.
+--   :episodes = 0 (unique): every alert a new episode: :rows alerts and
+--     :rows notifications (a new episode's creation event is its alerts
+--     row, no alert_events row).
+--   :episodes = N (repeat): unchanged re-sends of N stored episodes drawn
+--     at random (distinct within a batch): the upsert changes no row, each
+--     request adds its notification. :fill = 1 stores episodes 1..:rows
+--     instead (load/pgbench.sh runs it once with psql before a repeat run).
 WITH gen AS (
-    SELECT i, md5(random()::text || i::text) AS h FROM generate_series(1, :rows) AS i
+    SELECT DISTINCT ON (h) i, h FROM (
+        SELECT i, CASE WHEN :episodes = 0 THEN md5(random()::text || i::text)
+                       WHEN :fill = 1 THEN md5(i::text)
+                       ELSE md5(((random() * (:episodes - 1))::int + 1)::text) END AS h
+        FROM generate_series(1, :rows) AS i) r
 ), input AS (
-    SELECT substr(h, 1, 16) AS fingerprint, now() - make_interval(secs => i) AS starts_at,
+    SELECT substr(h, 1, 16) AS fingerprint,
+           CASE WHEN :episodes = 0 THEN now() - make_interval(secs => i)
+                ELSE timestamptz '2026-12-01 00:00Z' END AS starts_at,
            'HighLatency'::text AS alertname, 'firing'::text AS status,
            '{"alertname":"HighLatency","instance":"' || substr(h, 1, 16)
                || ':9100","job":"api","namespace":"prod","pod":"api-' || substr(h, 17, 8)
