@@ -4,7 +4,8 @@
 #
 #   load/history-10m.sh [--rows 10000000] [--reuse] [--drop] [--runs 5]
 #                       [--statement-timeout 10s] [--unvacuumed-hours 0]
-#                       [--explain-log FILE]
+#                       [--explain-log FILE] [--shape derived|events]
+#                       [--bin BIN]
 #
 # 1. PostgreSQL up; release build; database ai_history10m created, migrated
 #    by `alert-ingest migrate`, and bulk-loaded with SQL generate_series:
@@ -12,13 +13,21 @@
 #    --rows/10 label sets drawn with a power-law skew (a few flap thousands
 #    of times, most fire a handful of times), 200 alertnames of skewed
 #    frequency, labels alertname/job/instance/namespace/pod/severity,
-#    about 70 % resolved; about 1.5 alert_events per episode and
+#    about 70 % resolved; about 1.5 events per episode (see --shape) and
 #    --rows/10 notifications, in the daily partitions the service made.
 #    The indexes are dropped during the load and rebuilt from the
 #    definitions the migrations created, then VACUUM ANALYZE. Prints the
 #    time of each step and the table and index sizes.
-#    --reuse keeps a database already loaded with as many rows (its
-#    COMMENT records the load); --drop drops it at the end.
+#    --shape: how the rows are stored. `derived` (the default), as the
+#    service stores them since migration 6: an episode's creation event
+#    is its alerts row (first_status, first_ends_at), alert_events holds
+#    the resolutions that came later (about 0.5 per episode). `events`, as
+#    releases before it stored them (and as an upgraded database keeps
+#    them): every event in alert_events, first_status NULL.
+#    --reuse keeps a database already loaded with as many rows in the same
+#    shape (its COMMENT records the load); --drop drops it at the end.
+#    --bin: migrate and serve with that build instead of this tree's (an
+#    A/B of a change on the same data; an older build needs --shape events).
 # 2. Serves it (release binary, a free port, log level warn, retention
 #    off so that nothing is deleted; history.statement_timeout as given,
 #    default that of config.yaml) and times each request with curl, once
@@ -42,16 +51,19 @@ cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 
 rows=10000000 reuse=false drop=false runs=5 timeout="" explain_log="" stale_hours=0
+shape=derived given_bin=""
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) rows=$2; shift ;; --runs) runs=$2; shift ;;
         --statement-timeout) timeout=$2; shift ;; --explain-log) explain_log=$2; shift ;;
         --unvacuumed-hours) stale_hours=$2; shift ;;
+        --shape) shape=$2; shift ;; --bin) given_bin=$2; shift ;;
         --reuse) reuse=true ;; --drop) drop=true ;;
         *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
     esac
     shift
 done
+case $shape in derived|events) ;; *) echo "--shape: derived or events" >&2; exit 2 ;; esac
 explain_log=${explain_log:-/tmp/history-10m-explain.$(date +%Y%m%dT%H%M%S).log}
 
 DB=ai_history10m
@@ -108,10 +120,13 @@ migrate() {
 # ---------------------------------------------------------------- 1. data
 ensure_postgres >&2
 command -v jq >/dev/null || apt_install jq
-cargo build --release --quiet --bin alert-ingest
+if [ -z "$given_bin" ]; then
+    cargo build --release --quiet --bin alert-ingest
+    given_bin="${CARGO_TARGET_DIR:-target}/release/alert-ingest"
+fi
 # A private copy: the target directory may be shared, and rebuilt meanwhile.
 bin=$work/alert-ingest
-cp "${CARGO_TARGET_DIR:-target}/release/alert-ingest" "$bin"
+cp "$given_bin" "$bin"
 cp config.yaml "$work/config.yaml"
 yaml_set "$work/config.yaml" log level warn
 yaml_set "$work/config.yaml" retention enabled false
@@ -119,7 +134,7 @@ if [ -n "$timeout" ]; then yaml_set "$work/config.yaml" history statement_timeou
 timeout=$(awk '/^[^ #]/ { h = ($0 == "history:") } h && $1 == "statement_timeout:" { print $2 }' "$work/config.yaml")
 
 record=$(load_record)
-if $reuse && [ "$(record_value rows)" = "$rows" ]; then
+if $reuse && [ "$(record_value rows)" = "$rows" ] && [ "$(record_value shape)" = "$shape" ]; then
     log "reusing $DB ($record)"
     started=$(now_s)
     migrate
@@ -166,7 +181,14 @@ SQL
     step=$(now_s)
     # Label sets: rank r = 0 is the noisiest. Every label is a function of
     # r, so a fingerprint always has the same labels.
-    db_psql -v rows="$rows" -v fps="$FINGERPRINTS" -v t0="$(iso "$t0")" <<'SQL'
+    if [ "$shape" = derived ]; then
+        first_cols=", first_status, first_ends_at"
+        first_vals=", CASE WHEN e.status = 'firing' OR e.seen < e.ends THEN 'firing' ELSE 'resolved' END, CASE WHEN e.status = 'resolved' AND e.seen >= e.ends THEN e.ends END"
+    else
+        first_cols="" first_vals=""
+    fi
+    db_psql -v rows="$rows" -v fps="$FINGERPRINTS" -v t0="$(iso "$t0")" \
+        -v first_cols="$first_cols" -v first_vals="$first_vals" <<'SQL'
 SET work_mem = '1GB';   -- the label sets' hash table in one batch: rows stay in time order
 SET synchronous_commit = off;
 SELECT setseed(0.5) \gset
@@ -216,9 +238,9 @@ ANALYZE label_sets;
 -- notification 30 s to 5.5 min after startsAt (group_wait, group_interval),
 -- the resolution up to 5 min after endsAt. An episode that ended before its
 -- first notification is stored resolved at once (one event), as the write
--- path would.
+-- path would. With --shape derived the first event is on the row.
 INSERT INTO alerts (fingerprint, starts_at, alertname, status, labels, annotations, ends_at,
-                    generator_url, receiver, first_seen_at, updated_at)
+                    generator_url, receiver, first_seen_at, updated_at :first_cols)
 SELECT l.fingerprint, e.starts_at, l.alertname, e.status, l.labels,
        jsonb_build_object('summary', l.summary, 'runbook_url', l.runbook_url,
                           'description', format('Value %s over the threshold for 5m.', e.value)),
@@ -227,6 +249,7 @@ SELECT l.fingerprint, e.starts_at, l.alertname, e.status, l.labels,
        CASE WHEN e.status = 'firing' THEN least(e.seen, :'t0')
             WHEN e.seen < e.ends THEN least(e.ends + e.resolved_after, :'t0')
             ELSE least(e.seen, :'t0') END
+       :first_vals
 FROM (
     SELECT r, starts_at, ends, value, starts_at + first_after AS seen, resolved_after,
            CASE WHEN resolve AND ends <= :'t0' THEN 'resolved' ELSE 'firing' END AS status
@@ -252,18 +275,20 @@ SQL
     log "alerts: $rows episodes in $(since_s "$step") s"
 
     step=$(now_s)
-    db_psql -v rows="$NOTIFICATIONS" -v t0="$(iso "$t0")" <<'SQL'
+    db_psql -v rows="$NOTIFICATIONS" -v t0="$(iso "$t0")" \
+        -v derived="$([ "$shape" = derived ] && echo true || echo false)" <<'SQL'
 SET synchronous_commit = off;
 SELECT setseed(0.25) \gset
 -- An event when an episode is first stored, and one when it is resolved
--- later (a resolved episode stored at once has only the second).
+-- later (a resolved episode stored at once has only the second). With
+-- --shape derived the first is on the alerts row: only the second.
 INSERT INTO alert_events (fingerprint, starts_at, status, ends_at, received_at)
 SELECT a.fingerprint, a.starts_at, v.status, v.ends_at, v.received_at
 FROM alerts a, LATERAL (VALUES
     ('firing', NULL::timestamptz, a.first_seen_at,
      a.status = 'firing' OR a.first_seen_at < a.updated_at),
     ('resolved', a.ends_at, a.updated_at, a.status = 'resolved')) v(status, ends_at, received_at, happened)
-WHERE v.happened;
+WHERE v.happened AND NOT (:derived AND v.received_at = a.first_seen_at);
 
 INSERT INTO notifications (receiver, status, group_key, group_labels, common_labels,
                            common_annotations, external_url, truncated_alerts,
@@ -302,7 +327,7 @@ SQL
     namespace=$(db_psql -Atc "SELECT labels->>'namespace' FROM alerts
         WHERE starts_at >= '$(iso $((t0 - DAY)))' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
     flapping=$(db_psql -Atc "SELECT lpad(to_hex(hashint8extended(0, 0)), 16, '0')")
-    record="history-10m rows=$rows t0=$t0 load_s=$load_s common=$common rare=$rare namespace=$namespace flapping=$flapping"
+    record="history-10m rows=$rows shape=$shape t0=$t0 load_s=$load_s common=$common rare=$rare namespace=$namespace flapping=$flapping"
     pg_root_psql -c "COMMENT ON DATABASE $DB IS '$record'"
     echo "loaded $rows episodes in $load_s s ($record)"
 fi

@@ -17,14 +17,20 @@ const EPISODE_JSON: &str = "jsonb_build_object(
     'ends_at', a.ends_at, 'generator_url', a.generator_url, 'receiver', a.receiver,
     'first_seen_at', a.first_seen_at, 'updated_at', a.updated_at)";
 
-/// The episode's timeline (`alert_timeline`: its creation and every
-/// change), oldest first.
+/// The episode's timeline, oldest first: its creation event (from the row
+/// at hand, `a`, where it was stored since migration 6) and its changes in
+/// `alert_events`. What the `alert_timeline` view gives, without probing
+/// `alerts` again for the row the query already holds.
 const EVENTS_JSON: &str = "jsonb_build_object('events', COALESCE((
     SELECT jsonb_agg(jsonb_build_object('status', e.status, 'ends_at', e.ends_at,
                                         'received_at', e.received_at)
                      ORDER BY e.received_at)
-    FROM alert_timeline e
-    WHERE e.fingerprint = a.fingerprint AND e.starts_at = a.starts_at), '[]'::jsonb))";
+    FROM (SELECT a.first_status AS status, a.first_ends_at AS ends_at,
+                 a.first_seen_at AS received_at
+          WHERE a.first_status IS NOT NULL
+          UNION ALL
+          SELECT c.status, c.ends_at, c.received_at FROM alert_events c
+          WHERE c.fingerprint = a.fingerprint AND c.starts_at = a.starts_at) e), '[]'::jsonb))";
 
 /// A statement and its parameters. Pages select `starts_at, fingerprint,
 /// json`; stats select `json` alone.
