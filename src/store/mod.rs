@@ -35,8 +35,9 @@ pub const APPLICATION_NAME: &str = "alert-ingest";
 pub const HISTORY_APPLICATION_NAME: &str = "alert-ingest-history";
 
 /// Writes one batch: upserts the alert episodes (a new one keeps its first
-/// state on its row), appends an event for each episode changed, records the notifications and, for a batch
-/// loaded from the spool, the spool's loaded position, in a single
+/// state on its row), appends an event for each episode changed, records
+/// the notifications and, for a batch loaded from the spool, the spool's
+/// loaded position, in a single
 /// statement (one round trip, one implicit transaction, committed when it
 /// returns). Rows are sorted by key so that concurrent writers lock episodes
 /// in the same order and cannot deadlock each other. `$on_conflict` ends the
