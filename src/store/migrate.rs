@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "creation event derived from the episode row",
         sql: include_str!("migrations/0006_derived_creation_event.sql"),
     },
+    Migration {
+        version: 7,
+        name: "length check on fingerprints",
+        sql: include_str!("migrations/0007_cheap_fingerprint_check.sql"),
+    },
 ];
 
 /// Applies the missing migrations; returns the versions it applied.
