@@ -4,7 +4,7 @@
 # the ceiling that scripts/bench's figures are read against (issue #3).
 #
 #   load/pgbench.sh [--rows 25] [--clients "1 2 4"] [--duration 15]
-#                   [--episodes 0] [--bin BIN] [--sql FILE]
+#                   [--episodes 0] [--bin BIN] [--sql FILE] [--setup FILE]
 #
 # Fresh database ai_pgbench, migrated and partitioned by the service itself
 # (`alert-ingest migrate`, as a deployment does), load/pgbench/write-batch.sql:
@@ -16,16 +16,19 @@
 #     written): the steady state of Alertmanager re-sending its groups.
 #   --bin, --sql: an older build and its statement (git show
 #     REV:load/pgbench/write-batch.sql > FILE), for an A/B of a schema change.
+#   --setup: SQL run after the migrations (a schema variant to measure
+#     before writing its migration, e.g. ALTER INDEX alerts_labels_idx
+#     RESET (gin_pending_list_limit)).
 # Prints alerts/s and the WAL PostgreSQL wrote per alert.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 
-rows=25 clients="1 2 4" duration=15 episodes=0 bin="" sql=load/pgbench/write-batch.sql
+rows=25 clients="1 2 4" duration=15 episodes=0 bin="" sql=load/pgbench/write-batch.sql setup=""
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) rows=$2 ;; --clients) clients=$2 ;; --duration) duration=$2 ;;
-        --episodes) episodes=$2 ;; --bin) bin=$2 ;; --sql) sql=$2 ;;
+        --episodes) episodes=$2 ;; --bin) bin=$2 ;; --sql) sql=$2 ;; --setup) setup=$2 ;;
         *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
     esac
     shift 2
@@ -41,6 +44,7 @@ printf '%7s %5s %9s %11s %10s %11s\n' clients rows tps 'alerts/s' 'latency ms' '
 for c in $clients; do
     psql -h 127.0.0.1 -U root -d postgres -qXc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null 2>&1
     ALERT_INGEST_DATABASE_URL="postgres://root@127.0.0.1:5432/$DB" "$bin" migrate --config config.yaml >/dev/null
+    if [ -n "$setup" ]; then q -v ON_ERROR_STOP=1 -f "$setup" >/dev/null; fi
     if [ "$episodes" -gt 0 ]; then
         q -v ON_ERROR_STOP=1 -v rows="$episodes" -v episodes="$episodes" -v fill=1 -f "$sql" >/dev/null
         q -c "VACUUM ANALYZE" >/dev/null
