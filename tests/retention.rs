@@ -322,20 +322,9 @@ async fn the_service_makes_partitions_and_writes_into_them() {
 async fn upgrading_keeps_existing_history() {
     let db = TestDb::create().await;
     let client = db.client().await;
-    client
-        .batch_execute(&format!(
-            "{}\n{}\n
-             CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                                             applied_at timestamptz NOT NULL DEFAULT now());
-             INSERT INTO schema_migrations (version, name) VALUES (1, 'initial schema'),
-                                                                  (2, 'notification request id');",
-            include_str!("../src/store/migrations/0001_initial.sql"),
-            include_str!("../src/store/migrations/0002_notification_request_id.sql"),
-        ))
-        .await
-        .unwrap();
-    insert_received(&client, 3, 4).await;
     let store = Store::new(&test_config(&db.url).database).unwrap();
+    assert_eq!(store.migrate_up_to(2).await.unwrap(), [1, 2]);
+    insert_received(&client, 3, 4).await;
     let applied = store.migrate().await.unwrap();
     assert!(applied.contains(&3), "{applied:?}");
     // Straight into a partition of their day, none through the default.

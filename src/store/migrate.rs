@@ -54,8 +54,9 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// Applies the missing migrations; returns the versions it applied.
-pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+/// Applies the missing migrations up to version `last`; returns the
+/// versions it applied.
+pub async fn run(client: &mut Client, last: i32) -> Result<Vec<i32>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     // Not the batch write's statement_timeout: a migration may build an
     // index over a big table. But never wait long for a lock another session
@@ -82,7 +83,10 @@ pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error>
         .map(|row| row.get(0))
         .collect();
     let mut newly = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+    let missing = MIGRATIONS
+        .iter()
+        .filter(|m| m.version <= last && !applied.contains(&m.version));
+    for m in missing {
         tx.batch_execute(m.sql).await?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",

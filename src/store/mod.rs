@@ -268,8 +268,14 @@ impl Store {
 
     /// Brings the schema up to date; returns the versions it applied.
     pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
+        self.migrate_up_to(i32::MAX).await
+    }
+
+    /// Applies the missing migrations up to version `last` and no further:
+    /// the schema an older release left (upgrade tests start from it).
+    pub async fn migrate_up_to(&self, last: i32) -> Result<Vec<i32>, StoreError> {
         let mut client = self.connection().await?;
-        let run = migrate::run(&mut client);
+        let run = migrate::run(&mut client, last);
         match tokio::time::timeout(MIGRATION_TIMEOUT, run).await {
             Ok(result) => Ok(result?),
             Err(_) => {

@@ -1,9 +1,9 @@
 -- The fingerprint's CHECK was a regular expression, matched on every row
 -- written (issue #13). The service writes only fingerprints it formatted
 -- itself, 16 lowercase hex digits; a length check still keeps a mistyped
--- hand-written value out, at the cost of a comparison. (Together with the
--- status CHECKs, the regex was worth about 3 % of PostgreSQL's CPU per new
--- alert in load/pgbench.sh.)
+-- hand-written value out, at the cost of a comparison. (load/pgbench.sh's
+-- statement, one client, 100-alert batches, 4 alternated rounds: 23,170 ->
+-- 24,107 alerts/s, medians.)
 --
 -- Online: the new check is NOT VALID (no scan of the rows there, all of
 -- which passed the stricter one); dropping a check is catalog only.
