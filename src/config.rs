@@ -300,7 +300,7 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { capacity: 100_000 }
+        CacheConfig { capacity: 50_000 }
     }
 }
 
@@ -314,7 +314,7 @@ pub struct InternerConfig {
 
 impl Default for InternerConfig {
     fn default() -> Self {
-        InternerConfig { capacity: 100_000 }
+        InternerConfig { capacity: 50_000 }
     }
 }
 
