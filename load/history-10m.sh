@@ -5,7 +5,7 @@
 #   load/history-10m.sh [--rows 10000000] [--reuse] [--drop] [--runs 5]
 #                       [--statement-timeout 10s] [--unvacuumed-hours 0]
 #                       [--explain-log FILE] [--shape derived|events]
-#                       [--bin BIN]
+#                       [--bin BIN] [--database NAME]
 #
 # 1. PostgreSQL up; release build; database ai_history10m created, migrated
 #    by `alert-ingest migrate`, and bulk-loaded with SQL generate_series:
@@ -28,6 +28,8 @@
 #    shape (its COMMENT records the load); --drop drops it at the end.
 #    --bin: migrate and serve with that build instead of this tree's (an
 #    A/B of a change on the same data; an older build needs --shape events).
+#    --database: another name than ai_history10m, to keep two loads side by
+#    side (an A/B of two shapes, each served by its own build, alternated).
 # 2. Serves it (release binary, a free port, log level warn, retention
 #    off so that nothing is deleted; history.statement_timeout as given,
 #    default that of config.yaml) and times each request with curl, once
@@ -51,13 +53,14 @@ cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 
 rows=10000000 reuse=false drop=false runs=5 timeout="" explain_log="" stale_hours=0
-shape=derived given_bin=""
+shape=derived given_bin="" DB=ai_history10m
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) rows=$2; shift ;; --runs) runs=$2; shift ;;
         --statement-timeout) timeout=$2; shift ;; --explain-log) explain_log=$2; shift ;;
         --unvacuumed-hours) stale_hours=$2; shift ;;
         --shape) shape=$2; shift ;; --bin) given_bin=$2; shift ;;
+        --database) DB=$2; shift ;;
         --reuse) reuse=true ;; --drop) drop=true ;;
         *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
     esac
@@ -66,7 +69,6 @@ done
 case $shape in derived|events) ;; *) echo "--shape: derived or events" >&2; exit 2 ;; esac
 explain_log=${explain_log:-/tmp/history-10m-explain.$(date +%Y%m%dT%H%M%S).log}
 
-DB=ai_history10m
 DB_URL=postgres://root@127.0.0.1:5432/$DB
 FINGERPRINTS=$((rows / 10))
 NOTIFICATIONS=$((rows / 10))
