@@ -19,6 +19,8 @@ pub const ENV_BASIC_PASSWORD: &str = "ALERT_INGEST_AUTH_BASIC_PASSWORD";
 pub const ENV_DURABILITY: &str = "ALERT_INGEST_DURABILITY";
 /// `spool.dir`.
 pub const ENV_SPOOL_DIR: &str = "ALERT_INGEST_SPOOL_DIR";
+/// `history.database_url`.
+pub const ENV_HISTORY_DATABASE_URL: &str = "ALERT_INGEST_HISTORY_DATABASE_URL";
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -381,6 +383,11 @@ impl LimitsConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistoryConfig {
+    /// Where history queries go, if not to `database.url`: typically a
+    /// streaming standby of it, so that reads never take the primary's
+    /// cores; answers are then as old as the standby's replay lag.
+    /// Overridden by $ALERT_INGEST_HISTORY_DATABASE_URL.
+    pub database_url: Option<String>,
     /// Connections for history queries; a query that finds them all busy
     /// waits up to `database.connect_timeout`, then gets 503.
     pub pool_size: usize,
@@ -393,6 +400,7 @@ pub struct HistoryConfig {
 impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
+            database_url: None,
             pool_size: 2,
             statement_timeout: Duration::from_secs(10),
         }
@@ -526,6 +534,9 @@ impl Config {
         if let Some(url) = var(ENV_DATABASE_URL).or_else(|| var(ENV_DATABASE_URL_FALLBACK)) {
             self.database.url = url;
         }
+        if let Some(url) = var(ENV_HISTORY_DATABASE_URL) {
+            self.history.database_url = Some(url);
+        }
         if let Some(token) = var(ENV_BEARER_TOKEN) {
             self.auth.bearer_token = Some(Secret(token));
         }
@@ -634,6 +645,11 @@ impl Config {
             &format!("must be from 4 (a webhook's own depth) to {MAX_JSON_DEPTH}"),
         );
         let h = &self.history;
+        check(
+            (h.database_url.as_ref()).is_none_or(|u| u.parse::<tokio_postgres::Config>().is_ok()),
+            "history.database_url",
+            "is not a valid PostgreSQL URL",
+        );
         check(h.pool_size >= 1, "history.pool_size", "must be at least 1");
         check(
             h.statement_timeout.as_millis() >= 1,
@@ -794,6 +810,24 @@ mod tests {
         config.validate().unwrap();
         config.apply_env(|k| (k == ENV_DATABASE_URL).then(|| "postgres://y@h/db".into()));
         assert_eq!(config.database.url, "postgres://y@h/db");
+    }
+
+    #[test]
+    fn history_reads_where_history_database_url_says() {
+        let mut config = Config::default();
+        assert_eq!(config.history.database_url, None, "the primary by default");
+        config.apply_env(|k| {
+            (k == ENV_HISTORY_DATABASE_URL).then(|| "postgres://r@standby:5433/db".into())
+        });
+        let url = config.history.database_url.as_deref();
+        assert_eq!(url, Some("postgres://r@standby:5433/db"));
+        config.validate().unwrap();
+        config.history.database_url = Some("mysql:/nope".into());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("history.database_url: is not a valid PostgreSQL URL"),
+            "{err}"
+        );
     }
 
     #[test]

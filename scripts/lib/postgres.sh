@@ -4,9 +4,13 @@
 #                          (installs, starts and creates the role as needed)
 #   ensure_database NAME - creates database NAME if it does not exist
 #   ensure_alertmanager  - installs Debian's prometheus-alertmanager if missing
+#   ensure_standby       - a streaming standby of it on 127.0.0.1:5433 (cluster
+#                          <version>/standby, made with pg_basebackup)
+#   stop_standby         - stops that standby (it replays all the primary's WAL)
 
 PG_HOST=127.0.0.1
 PG_PORT=5432
+STANDBY_PORT=5433
 
 # psql as role root on the maintenance database; never prompts for a password.
 pg_root_psql() {
@@ -72,9 +76,7 @@ ensure_postgres() {
                END IF;
              END \$\$;")
         hba=/etc/postgresql/$ver/main/pg_hba.conf
-        if ! grep -q '^host all root 127.0.0.1/32 trust' "$hba"; then
-            sed -i '1i host all root 127.0.0.1/32 trust' "$hba"   # first matching rule wins
-        fi
+        add_trust_rule "$hba" all
         pg_ctlcluster --skip-systemctl-redirect "$ver" main reload
         did+="created role root and trust rule; "
         wait_until "cannot connect as root" pg_root_ok
@@ -95,4 +97,49 @@ ensure_alertmanager() {
         apt_install prometheus-alertmanager
         echo "alertmanager: installed prometheus-alertmanager"
     fi
+}
+
+# Whether the primary streams WAL to the standby cluster right now (a
+# standby started after the primary recycled the WAL it needs is in
+# recovery but stuck: not streaming).
+standby_streaming() {
+    [ "$(pg_root_psql -Atc "SELECT count(*) FROM pg_stat_replication
+         WHERE application_name = '$(pg_version)/standby' AND state = 'streaming'")" = 1 ]
+}
+
+# add_trust_rule HBA DATABASE: a first line of HBA trusts role root from loopback.
+add_trust_rule() {
+    local hba=$1 rule="host $2 root 127.0.0.1/32 trust"
+    grep -qx "$rule" "$hba" || sed -i "1i $rule" "$hba"   # first matching rule wins
+}
+
+ensure_standby() {
+    local ver data conf
+    ensure_postgres >/dev/null
+    if standby_streaming; then
+        echo "standby: already streaming on $PG_HOST:$STANDBY_PORT"
+        return 0
+    fi
+    ver=$(pg_version)
+    data=/var/lib/postgresql/$ver/standby
+    conf=/etc/postgresql/$ver/standby
+    add_trust_rule "/etc/postgresql/$ver/main/pg_hba.conf" replication
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main reload
+    if [ ! -d "$conf" ]; then
+        pg_createcluster "$ver" standby --port "$STANDBY_PORT" >/dev/null
+    fi
+    pg_ctlcluster --skip-systemctl-redirect "$ver" standby stop 2>/dev/null || true
+    rm -rf "$data"
+    install -d -o postgres -g postgres -m 700 "$data"   # its parent may be root's
+    # -R: standby.signal and primary_conninfo; -X stream: the WAL of the copy.
+    (cd / && runuser -u postgres -- pg_basebackup -h "$PG_HOST" -p "$PG_PORT" -U root \
+        -D "$data" -R -X stream -c fast)
+    add_trust_rule "$conf/pg_hba.conf" all
+    pg_ctlcluster --skip-systemctl-redirect "$ver" standby start
+    wait_until "standby not streaming" standby_streaming
+    echo "standby: made with pg_basebackup, streaming on $PG_HOST:$STANDBY_PORT"
+}
+
+stop_standby() {
+    pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" standby stop 2>/dev/null || true
 }

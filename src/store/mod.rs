@@ -198,17 +198,23 @@ impl Store {
     /// migrations). Connections are made on first use, so this succeeds with
     /// the database down (the service starts and answers 503 meanwhile).
     pub fn new(config: &DatabaseConfig) -> Result<Store, StoreError> {
-        Store::build(config, config.pool_size, Session::writer(config))
+        Store::build(
+            config,
+            Url::Primary,
+            config.pool_size,
+            Session::writer(config),
+        )
     }
 
     /// A worker's own connection. Its connection task runs on the runtime
     /// that first uses it: the worker's, which alone may use it afterwards.
     pub fn dedicated(config: &DatabaseConfig) -> Result<Store, StoreError> {
-        Store::build(config, 1, Session::writer(config))
+        Store::build(config, Url::Primary, 1, Session::writer(config))
     }
 
-    /// The history API's pool: its own connections (never a worker's), its
-    /// own timeout, read-only sessions, timestamps rendered in UTC.
+    /// The history API's pool: its own connections (never a worker's), to
+    /// `history.database_url` if set (a standby), its own timeout,
+    /// read-only sessions, timestamps rendered in UTC.
     pub fn reader(config: &DatabaseConfig, history: &HistoryConfig) -> Result<Store, StoreError> {
         let session = Session {
             application_name: HISTORY_APPLICATION_NAME,
@@ -224,18 +230,26 @@ impl Store {
             options: "-c default_transaction_read_only=on -c TimeZone=UTC \
                       -c max_parallel_workers_per_gather=0",
         };
-        Store::build(config, history.pool_size, session)
+        let url = match &history.database_url {
+            Some(url) => Url::History(url),
+            None => Url::Primary,
+        };
+        Store::build(config, url, history.pool_size, session)
     }
 
     fn build(
         config: &DatabaseConfig,
+        url: Url<'_>,
         pool_size: usize,
         session: Session,
     ) -> Result<Store, StoreError> {
-        let mut pg: tokio_postgres::Config = config
-            .url
+        let (key, url) = match url {
+            Url::Primary => ("database.url", config.url.as_str()),
+            Url::History(url) => ("history.database_url", url),
+        };
+        let mut pg: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| StoreError::Config(format!("database.url: {e}")))?;
+            .map_err(|e| StoreError::Config(format!("{key}: {e}")))?;
         pg.application_name(session.application_name)
             .connect_timeout(config.connect_timeout)
             .keepalives(true)
@@ -439,6 +453,14 @@ impl Store {
             .await
             .unwrap_or(Err(StoreError::Timeout(self.statement_timeout)))
     }
+}
+
+/// Which server a pool connects to.
+enum Url<'a> {
+    /// `database.url`: where everything is written.
+    Primary,
+    /// `history.database_url`: where history is read, if not the primary.
+    History(&'a str),
 }
 
 /// How a pool's sessions are set up.

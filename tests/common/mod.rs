@@ -103,14 +103,18 @@ impl Drop for TestDb {
 /// did to the shared server whether or not the test passed. Errors are
 /// printed, not raised.
 pub fn as_admin_on_own_thread(statements: Vec<String>) {
+    on_own_thread(admin_url(), statements)
+}
+
+/// [`as_admin_on_own_thread`] on the server at `url`.
+pub fn on_own_thread(url: String, statements: Vec<String>) {
     let _ = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
-            else {
+            let Ok((client, connection)) = tokio_postgres::connect(&url, NoTls).await else {
                 return;
             };
             tokio::spawn(connection);
@@ -124,7 +128,7 @@ pub fn as_admin_on_own_thread(statements: Vec<String>) {
     .join();
 }
 
-fn with_dbname(url: &str, name: &str) -> String {
+pub fn with_dbname(url: &str, name: &str) -> String {
     let (base, _) = url
         .rsplit_once('/')
         .expect("DATABASE_URL ends with /dbname");
