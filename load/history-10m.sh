@@ -51,6 +51,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
+source scripts/lib/service.sh   # yaml_set
 
 rows=10000000 reuse=false drop=false runs=5 timeout="" explain_log="" stale_hours=0
 shape=derived given_bin="" DB=ai_history10m
@@ -90,16 +91,6 @@ now_s() { date +%s.%N; }
 since_s() { echo "$(now_s) - $1" | bc | xargs printf '%.1f'; }
 iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
 log() { echo "history-10m: $*" >&2; }
-
-# yaml_set FILE SECTION KEY VALUE: sets KEY of top-level SECTION (config.yaml's layout).
-yaml_set() {
-    awk -v s="$2" -v k="$3" -v v="$4" '
-        /^[^ #]/ { in_s = ($0 == s ":") }
-        in_s && $1 == k ":" { sub(/:.*/, ": " v); found = 1 }
-        { print }
-        END { if (!found) exit 1 }' "$1" >"$1.tmp"
-    mv "$1.tmp" "$1"
-}
 
 # The recorded load: "history-10m rows=N t0=EPOCH key=value...", or empty.
 load_record() {

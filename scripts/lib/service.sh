@@ -11,6 +11,9 @@
 #                                /readyz is 200 (or after 10 s)
 #   stop_service               - SIGTERM, waits for the exit
 #   kv KEY FILE                - the value of a key=value line of FILE
+#   yaml_set FILE SECTION KEY VALUE
+#                              - sets KEY of top-level SECTION of a copy of
+#                                config.yaml (its layout: two-space keys)
 
 fresh_database() {
     pg_root_psql -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
@@ -35,3 +38,12 @@ stop_service() {
 }
 
 kv() { grep "^$1=" "$2" | cut -d= -f2; }
+
+yaml_set() {
+    awk -v s="$2" -v k="$3" -v v="$4" '
+        /^[^ #]/ { in_s = ($0 == s ":") }
+        in_s && $1 == k ":" { sub(/:.*/, ": " v); found = 1 }
+        { print }
+        END { if (!found) exit 1 }' "$1" >"$1.tmp"
+    mv "$1.tmp" "$1"
+}
