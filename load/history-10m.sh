@@ -5,7 +5,7 @@
 #   load/history-10m.sh [--rows 10000000] [--reuse] [--drop] [--runs 5]
 #                       [--statement-timeout 10s] [--unvacuumed-hours 0]
 #                       [--explain-log FILE] [--shape derived|events]
-#                       [--bin BIN] [--database NAME]
+#                       [--bin BIN] [--database NAME] [--standby]
 #
 # 1. PostgreSQL up; release build; database ai_history10m created, migrated
 #    by `alert-ingest migrate`, and bulk-loaded with SQL generate_series:
@@ -30,6 +30,10 @@
 #    A/B of a change on the same data; an older build needs --shape events).
 #    --database: another name than ai_history10m, to keep two loads side by
 #    side (an A/B of two shapes, each served by its own build, alternated).
+#    --standby: the history API reads from the local streaming standby
+#    (scripts/lib/postgres.sh's ensure_standby, history.database_url),
+#    once it has replayed the load; the EXPLAIN of step 3 still runs on
+#    the primary.
 # 2. Serves it (release binary, a free port, log level warn, retention
 #    off so that nothing is deleted; history.statement_timeout as given,
 #    default that of config.yaml) and times each request with curl, once
@@ -54,7 +58,7 @@ source scripts/lib/postgres.sh
 source scripts/lib/service.sh   # yaml_set
 
 rows=10000000 reuse=false drop=false runs=5 timeout="" explain_log="" stale_hours=0
-shape=derived given_bin="" DB=ai_history10m
+shape=derived given_bin="" DB=ai_history10m standby=false
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) rows=$2; shift ;; --runs) runs=$2; shift ;;
@@ -62,7 +66,7 @@ while [ $# -gt 0 ]; do
         --unvacuumed-hours) stale_hours=$2; shift ;;
         --shape) shape=$2; shift ;; --bin) given_bin=$2; shift ;;
         --database) DB=$2; shift ;;
-        --reuse) reuse=true ;; --drop) drop=true ;;
+        --reuse) reuse=true ;; --drop) drop=true ;; --standby) standby=true ;;
         *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
     esac
     shift
@@ -362,10 +366,19 @@ if [ "$stale_hours" != 0 ]; then
 fi
 common=$(record_value common) rare=$(record_value rare)
 namespace=$(record_value namespace) flapping=$(record_value flapping)
+history_url=$DB_URL
+if $standby; then
+    ensure_standby >&2
+    step=$(now_s)
+    until [ "$(pg_root_psql -Atc "SELECT bool_and(replay_lsn >= pg_current_wal_lsn())
+                                   FROM pg_stat_replication")" = t ]; do sleep 1; done
+    log "standby caught up: $(since_s "$step") s"
+    history_url=postgres://root@$PG_HOST:$STANDBY_PORT/$DB
+fi
 port=$(free_port)
 base=http://127.0.0.1:$port
-ALERT_INGEST_DATABASE_URL=$DB_URL "$bin" --config "$work/config.yaml" --listen "127.0.0.1:$port" \
-    2>"$work/service.log" &
+ALERT_INGEST_DATABASE_URL=$DB_URL ALERT_INGEST_HISTORY_DATABASE_URL=$history_url \
+    "$bin" --config "$work/config.yaml" --listen "127.0.0.1:$port" 2>"$work/service.log" &
 svc=$!
 for _ in $(seq 600); do curl -fs -o /dev/null "$base/readyz" && break; sleep 0.1; done
 curl -fs -o /dev/null "$base/readyz" || { cat "$work/service.log" >&2; exit 1; }
@@ -402,7 +415,8 @@ cursor_after() {
 day_ago=$(iso $((t0 - DAY))) week_ago=$(iso $((t0 - 7 * DAY))) month_ago=$(iso $((t0 - 30 * DAY)))
 echo
 echo "history requests at $rows episodes; T = $(iso "$t0"); history.statement_timeout $timeout;" \
-    "last $stale_hours hours unvacuumed; 1 warm-up + $runs runs each; ms"
+    "last $stale_hours hours unvacuumed; 1 warm-up + $runs runs each; ms;" \
+    "read from $(if $standby; then echo the standby; else echo the primary; fi)"
 printf '%-66s %4s %6s %10s %10s %10s\n' request code items median min max
 time_request "/api/v1/alerts" "/api/v1/alerts"
 time_request "/api/v1/alerts?status=firing" "/api/v1/alerts?status=firing"
