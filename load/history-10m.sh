@@ -32,8 +32,9 @@
 #    side (an A/B of two shapes, each served by its own build, alternated).
 #    --standby: the history API reads from the local streaming standby
 #    (scripts/lib/postgres.sh's ensure_standby, history.database_url),
-#    once it has replayed the load; the EXPLAIN of step 3 still runs on
-#    the primary.
+#    once it has replayed the load (a build older than that setting reads
+#    the primary); the EXPLAIN of step 3 still runs on the primary; the
+#    standby keeps running (scripts/lib/postgres.sh: stop_standby).
 # 2. Serves it (release binary, a free port, log level warn, retention
 #    off so that nothing is deleted; history.statement_timeout as given,
 #    default that of config.yaml) and times each request with curl, once
@@ -370,8 +371,7 @@ history_url=$DB_URL
 if $standby; then
     ensure_standby >&2
     step=$(now_s)
-    until [ "$(pg_root_psql -Atc "SELECT bool_and(replay_lsn >= pg_current_wal_lsn())
-                                   FROM pg_stat_replication")" = t ]; do sleep 1; done
+    standby_caught_up 1800
     log "standby caught up: $(since_s "$step") s"
     history_url=postgres://root@$PG_HOST:$STANDBY_PORT/$DB
 fi

@@ -534,8 +534,9 @@ impl Config {
         if let Some(url) = var(ENV_DATABASE_URL).or_else(|| var(ENV_DATABASE_URL_FALLBACK)) {
             self.database.url = url;
         }
+        // Empty (say, from an empty Secret key) means unset: the primary.
         if let Some(url) = var(ENV_HISTORY_DATABASE_URL) {
-            self.history.database_url = Some(url);
+            self.history.database_url = Some(url).filter(|u| !u.is_empty());
         }
         if let Some(token) = var(ENV_BEARER_TOKEN) {
             self.auth.bearer_token = Some(Secret(token));
@@ -646,7 +647,9 @@ impl Config {
         );
         let h = &self.history;
         check(
-            (h.database_url.as_ref()).is_none_or(|u| u.parse::<tokio_postgres::Config>().is_ok()),
+            (h.database_url.as_ref()).is_none_or(|u| {
+                (u.parse::<tokio_postgres::Config>()).is_ok_and(|c| !c.get_hosts().is_empty())
+            }),
             "history.database_url",
             "is not a valid PostgreSQL URL",
         );
@@ -822,6 +825,10 @@ mod tests {
         let url = config.history.database_url.as_deref();
         assert_eq!(url, Some("postgres://r@standby:5433/db"));
         config.validate().unwrap();
+        config.apply_env(|k| (k == ENV_HISTORY_DATABASE_URL).then(String::new));
+        assert_eq!(config.history.database_url, None, "empty is unset");
+        config.history.database_url = Some(String::new());
+        assert!(config.validate().is_err(), "an empty URL names no server");
         config.history.database_url = Some("mysql:/nope".into());
         let err = config.validate().unwrap_err().to_string();
         assert!(

@@ -59,14 +59,19 @@ impl Drop for ReplayPaused {
     }
 }
 
-/// Episodes of `alertname` the history API returns.
-async fn listed(service: &Service, alertname: &str) -> usize {
+/// Episodes of `alertname` the history API returns; `None` when it does
+/// not answer 200 (the standby may not have replayed the schema yet, or
+/// may cancel a query that conflicts with replay: both pass).
+async fn listed(service: &Service, alertname: &str) -> Option<usize> {
     let (status, body) = service
         .get(&format!("/api/v1/alerts?alertname={alertname}"))
         .await;
-    assert_eq!(status, 200, "{body}");
+    if status != 200 {
+        eprintln!("history answered {status}: {body}");
+        return None;
+    }
     let page: serde_json::Value = serde_json::from_str(&body).unwrap();
-    page["items"].as_array().unwrap().len()
+    Some(page["items"].as_array().unwrap().len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +109,9 @@ async fn history_answers_from_the_standby_what_it_has_replayed() {
     let (status, body) = service.post(webhook(vec![firing("Replayed", 0)])).await;
     assert_eq!(status, 200, "{body}");
     service.settled().await;
-    let shown = eventually(REPLAY, || async { listed(&service, "Replayed").await == 1 });
+    let shown = eventually(REPLAY, || async {
+        listed(&service, "Replayed").await == Some(1)
+    });
     assert!(shown.await, "the standby shows what it replayed");
 
     // While replay is paused the primary has it and history does not.
@@ -129,12 +136,12 @@ async fn history_answers_from_the_standby_what_it_has_replayed() {
     tokio::time::sleep(HIDDEN_FOR).await;
     assert_eq!(
         listed(&service, "WhilePaused").await,
-        0,
+        Some(0),
         "not replayed, not shown"
     );
     assert_eq!(
         listed(&service, "Replayed").await,
-        1,
+        Some(1),
         "the standby still answers"
     );
     let sessions = standby_admin
@@ -152,7 +159,7 @@ async fn history_answers_from_the_standby_what_it_has_replayed() {
 
     drop(pause);
     let shown = eventually(REPLAY, || async {
-        listed(&service, "WhilePaused").await == 1
+        listed(&service, "WhilePaused").await == Some(1)
     });
     assert!(shown.await, "shown once replay resumes");
     assert_eq!(count(&primary, "alerts").await, 2);

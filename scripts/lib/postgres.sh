@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Helpers sourced by scripts/run and scripts/test (bash, set -euo pipefail):
+# Helpers sourced by scripts/run, scripts/test, scripts/cluster and the load
+# scripts (bash, set -euo pipefail):
 #   ensure_postgres      - local PostgreSQL answers on 127.0.0.1:5432 as role root
 #                          (installs, starts and creates the role as needed)
 #   ensure_database NAME - creates database NAME if it does not exist
@@ -138,6 +139,21 @@ ensure_standby() {
     pg_ctlcluster --skip-systemctl-redirect "$ver" standby start
     wait_until "standby not streaming" standby_streaming
     echo "standby: made with pg_basebackup, streaming on $PG_HOST:$STANDBY_PORT"
+}
+
+# standby_caught_up [SECONDS]: the standby has replayed everything the
+# primary had written when called (waits SECONDS at most, default 60).
+standby_caught_up() {
+    local lsn _ limit=${1:-60}
+    lsn=$(pg_root_psql -Atc "SELECT pg_current_wal_lsn()")
+    for _ in $(seq $((limit * 2))); do
+        [ "$(pg_root_psql -Atc "SELECT count(*) FROM pg_stat_replication
+             WHERE application_name = '$(pg_version)/standby' AND replay_lsn >= '$lsn'")" = 1 ] &&
+            return 0
+        sleep 0.5
+    done
+    echo "standby: has not replayed up to $lsn within $limit s" >&2
+    return 1
 }
 
 stop_standby() {
