@@ -587,7 +587,7 @@ impl Config {
         );
         let d = &self.database;
         check(
-            d.url.parse::<tokio_postgres::Config>().is_ok(),
+            names_a_server(&d.url),
             "database.url",
             "is not a valid PostgreSQL URL",
         );
@@ -647,9 +647,7 @@ impl Config {
         );
         let h = &self.history;
         check(
-            (h.database_url.as_ref()).is_none_or(|u| {
-                (u.parse::<tokio_postgres::Config>()).is_ok_and(|c| !c.get_hosts().is_empty())
-            }),
+            h.database_url.as_deref().is_none_or(names_a_server),
             "history.database_url",
             "is not a valid PostgreSQL URL",
         );
@@ -760,6 +758,13 @@ impl AuthConfig {
     }
 }
 
+/// Whether `url` is a PostgreSQL URL (or key=value string) naming a server:
+/// an empty string parses as one with no host, and would connect nowhere.
+fn names_a_server(url: &str) -> bool {
+    url.parse::<tokio_postgres::Config>()
+        .is_ok_and(|c| !c.get_hosts().is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -829,6 +834,11 @@ mod tests {
         assert_eq!(config.history.database_url, None, "empty is unset");
         config.history.database_url = Some(String::new());
         assert!(config.validate().is_err(), "an empty URL names no server");
+        config.history.database_url = None;
+        config.database.url = String::new();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("database.url: is not a valid"), "{err}");
+        config.database.url = "postgres://root@127.0.0.1:5432/db".into();
         config.history.database_url = Some("mysql:/nope".into());
         let err = config.validate().unwrap_err().to_string();
         assert!(
