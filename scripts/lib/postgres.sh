@@ -100,13 +100,17 @@ ensure_alertmanager() {
     fi
 }
 
+# standby_replicating CONDITION: the primary's pg_stat_replication row for
+# the standby cluster meets CONDITION.
+standby_replicating() {
+    [ "$(pg_root_psql -Atc "SELECT count(*) FROM pg_stat_replication
+         WHERE application_name = '$(pg_version)/standby' AND $1")" = 1 ]
+}
+
 # Whether the primary streams WAL to the standby cluster right now (a
 # standby started after the primary recycled the WAL it needs is in
 # recovery but stuck: not streaming).
-standby_streaming() {
-    [ "$(pg_root_psql -Atc "SELECT count(*) FROM pg_stat_replication
-         WHERE application_name = '$(pg_version)/standby' AND state = 'streaming'")" = 1 ]
-}
+standby_streaming() { standby_replicating "state = 'streaming'"; }
 
 # add_trust_rule HBA DATABASE: a first line of HBA trusts role root from loopback.
 add_trust_rule() {
@@ -147,9 +151,7 @@ standby_caught_up() {
     local lsn _ limit=${1:-60}
     lsn=$(pg_root_psql -Atc "SELECT pg_current_wal_lsn()")
     for _ in $(seq $((limit * 2))); do
-        [ "$(pg_root_psql -Atc "SELECT count(*) FROM pg_stat_replication
-             WHERE application_name = '$(pg_version)/standby' AND replay_lsn >= '$lsn'")" = 1 ] &&
-            return 0
+        standby_replicating "replay_lsn >= '$lsn'" && return 0
         sleep 0.5
     done
     echo "standby: has not replayed up to $lsn within $limit s" >&2

@@ -11,6 +11,8 @@
 #                                /readyz is 200 (or after 10 s)
 #   stop_service               - SIGTERM, waits for the exit
 #   kv KEY FILE                - the value of a key=value line of FILE
+#   wait_http URL [SECONDS]    - until URL answers 2xx (default 10 s);
+#                                returns 1, saying so, if it never does
 #   yaml_set FILE SECTION KEY VALUE
 #                              - sets KEY of top-level SECTION of a copy of
 #                                config.yaml (its layout: two-space keys)
@@ -38,6 +40,16 @@ stop_service() {
 }
 
 kv() { grep "^$1=" "$2" | cut -d= -f2; }
+
+wait_http() {
+    local _
+    for _ in $(seq $((${2:-10} * 20))); do
+        curl -fs -o /dev/null "$1" && return 0
+        sleep 0.05
+    done
+    echo "no answer from $1 within ${2:-10} s" >&2
+    return 1
+}
 
 yaml_set() {
     awk -v s="$2" -v k="$3" -v v="$4" '
