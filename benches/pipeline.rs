@@ -35,6 +35,7 @@ impl BatchSink for Discard {
     async fn write_batch<'a>(&'a self, rows: &'a Rows<'_>) -> Result<Written, StoreError> {
         Ok(Written {
             changed: rows.alert_count() as u64,
+            ..Written::default()
         })
     }
 }

@@ -11,6 +11,8 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use crate::store::Written;
+
 /// Prefix of every metric name.
 const NAMESPACE: &str = "alert_ingest";
 
@@ -41,6 +43,7 @@ pub struct Metrics {
     pub alerts_received: Counter,
     pub alerts_stored: Counter,
     pub alerts_unchanged: Counter,
+    pub alerts_late: Counter,
     pub notifications_stored: Counter,
     pub queue_depth: Gauge,
     pub queue_capacity: Gauge,
@@ -83,6 +86,7 @@ impl Metrics {
             alerts_received: Counter::default(),
             alerts_stored: Counter::default(),
             alerts_unchanged: Counter::default(),
+            alerts_late: Counter::default(),
             notifications_stored: Counter::default(),
             queue_depth: Gauge::default(),
             queue_capacity: Gauge::default(),
@@ -134,8 +138,17 @@ impl Metrics {
         );
         r.register(
             "alerts_unchanged",
-            "Alerts skipped as unchanged repeats of a committed state",
+            "Alerts that changed no episode: unchanged repeats of its stored state, \
+             earlier versions replaced in the same batch, late deliveries of a state \
+             the timeline already shows",
             m.alerts_unchanged.clone(),
+        );
+        r.register(
+            "alerts_late",
+            "Alerts received before the version their episode holds (another instance or \
+             a late spool load stored a later one first), put into the timeline at their \
+             receipt time",
+            m.alerts_late.clone(),
         );
         r.register(
             "notifications_stored",
@@ -262,14 +275,22 @@ impl Metrics {
         out
     }
 
-    /// A batch was committed: `alerts` alert rows (`changed` of them
-    /// inserted or changed) and `notifications` rows, in `took`.
-    pub fn committed(&self, alerts: usize, notifications: usize, changed: u64, took: Duration) {
+    /// A batch was committed: `alerts` alert rows and `notifications`
+    /// rows, in `took`; `written` says what the alert rows did.
+    pub fn committed(
+        &self,
+        alerts: usize,
+        notifications: usize,
+        written: &Written,
+        took: Duration,
+    ) {
         self.commit_duration.observe(took.as_secs_f64());
         self.batch_rows.observe(alerts as f64);
         self.notifications_stored.inc_by(notifications as u64);
-        self.alerts_stored.inc_by(changed);
-        self.alerts_unchanged.inc_by(alerts as u64 - changed);
+        self.alerts_stored.inc_by(written.changed);
+        self.alerts_late.inc_by(written.late);
+        let unchanged = alerts as u64 - written.changed - written.late;
+        self.alerts_unchanged.inc_by(unchanged);
     }
 
     pub fn db_error(&self, class: &'static str) {

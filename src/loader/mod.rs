@@ -301,11 +301,10 @@ impl Load {
         batch
     }
 
-    /// Whether `next` joins `batch`: whole, and changing no episode the
-    /// batch holds (each change must be an event of its own).
+    /// Whether `next` joins `batch`: whole, and with no episode the batch
+    /// holds (each delivery keeps its place in the order of receipt).
     fn fits(&self, batch: &Batch<Loaded>, next: &Loaded) -> bool {
-        next.delivery.alert_count <= batch.room()
-            && !batch.changes_a_placed_episode(next, &self.shared.interner)
+        next.delivery.alert_count <= batch.room() && !batch.holds_an_episode_of(next)
     }
 
     fn add(&self, batch: &mut Batch<Loaded>, loaded: Loaded) {
@@ -365,9 +364,9 @@ impl Load {
             // a replay of this spool, say).
             rows.set_may_be_stored();
         }
-        self.write(&mut rows)?;
+        let written = self.write(&mut rows)?;
         drop(rows);
-        self.shared.cache.committed(batch.states(None));
+        (self.shared.cache).committed(batch.states(None), &written.unapplied);
         self.loaded(end, records, bytes);
         Ok(())
     }
@@ -398,7 +397,7 @@ impl Load {
                 Ok(written) => {
                     let (alerts, notifications) = (rows.alert_count(), rows.notification_count());
                     let took = started.elapsed();
-                    (self.shared.metrics).committed(alerts, notifications, written.changed, took);
+                    (self.shared.metrics).committed(alerts, notifications, &written, took);
                     if attempt > 1 {
                         tracing::info!(attempt, "loading the spool again");
                     }

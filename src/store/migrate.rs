@@ -52,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "length check on fingerprints",
         sql: include_str!("migrations/0007_cheap_fingerprint_check.sql"),
     },
+    Migration {
+        version: 8,
+        name: "receipt order of episode versions",
+        sql: include_str!("migrations/0008_receipt_order.sql"),
+    },
 ];
 
 /// Applies the missing migrations up to version `last`; returns the

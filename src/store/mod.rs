@@ -34,47 +34,184 @@ pub const APPLICATION_NAME: &str = "alert-ingest";
 /// The history API's sessions, told apart from ingestion's.
 pub const HISTORY_APPLICATION_NAME: &str = "alert-ingest-history";
 
-/// Writes one batch: upserts the alert episodes (a new one keeps its first
-/// state on its row), appends an event for each episode changed, records
-/// the notifications and, for a batch loaded from the spool, the spool's
-/// loaded position, in a single
-/// statement (one round trip, one implicit transaction, committed when it
-/// returns). Rows are sorted by key so that concurrent writers lock episodes
-/// in the same order and cannot deadlock each other. `$on_conflict` ends the
-/// notifications insert: see `WRITE_BATCH` and `WRITE_BATCH_AGAIN`.
+/// Writes one batch in a single statement (one round trip, one implicit
+/// transaction, committed when it returns):
+///
+/// - `touched`: an alert the cache says is an unchanged repeat of what this
+///   instance last stored moves only its row's version (`version_at`, its
+///   receipt time), and only if the row still holds the version this
+///   instance stored (`$26`): then no delivery changed it since, and its
+///   state is the one repeated. Otherwise it is written in full below.
+/// - `stored`: the others are upserted (a new episode keeps its first
+///   state on its row); a stored episode takes the delivery only if it was
+///   received later than the version the row holds (order by receipt, not
+///   by commit: several instances, or a spool loaded late, commit out of
+///   order), and `updated_at` moves only if its state changed.
+/// - `events`: an event for each episode changed.
+/// - `late`: a delivery older than its row's version changes no row; it
+///   goes into the timeline at its receipt time if it was a change there
+///   (see `late_events`).
+/// - the notifications and, for a batch loaded from the spool, the spool's
+///   loaded position.
+///
+/// Rows are sorted by key so that concurrent writers lock episodes in the
+/// same order. `$on_conflict` ends the notifications insert: see
+/// `WRITE_BATCH` and `WRITE_BATCH_AGAIN`. Returns the episodes changed and
+/// the keys of the alerts that changed no row (late, or already stored).
 macro_rules! write_batch {
     ($on_conflict:literal) => {
         concat!(
             "
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[])
+                         $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
+                         $26::timestamptz[])
         AS t(fingerprint, starts_at, alertname, status, labels, annotations, ends_at,
-             generator_url, receiver, received_at)
+             generator_url, receiver, received_at, cached_version)
     ORDER BY fingerprint, starts_at
-), changed AS (
+), touched AS (
+    UPDATE alerts AS a SET version_at = i.received_at
+    FROM input AS i
+    WHERE i.cached_version IS NOT NULL
+      AND a.fingerprint = i.fingerprint AND a.starts_at = i.starts_at
+      AND a.version_at = i.cached_version AND a.version_at < i.received_at
+    RETURNING a.fingerprint, a.starts_at
+), stored AS (
     INSERT INTO alerts AS a (fingerprint, starts_at, alertname, status, labels, annotations,
                              ends_at, generator_url, receiver, first_seen_at, updated_at,
-                             first_status, first_ends_at)
+                             version_at, first_status, first_ends_at)
     SELECT fingerprint, starts_at, alertname, status, labels::jsonb, annotations::jsonb,
-           ends_at, generator_url, receiver, received_at, received_at, status, ends_at
-    FROM input
+           ends_at, generator_url, receiver, received_at, received_at, received_at, status,
+           ends_at
+    FROM input AS i
+    WHERE NOT EXISTS (SELECT FROM touched AS t
+                      WHERE t.fingerprint = i.fingerprint AND t.starts_at = i.starts_at)
     ON CONFLICT (fingerprint, starts_at) DO UPDATE
     SET alertname = EXCLUDED.alertname, status = EXCLUDED.status, labels = EXCLUDED.labels,
         annotations = EXCLUDED.annotations, ends_at = EXCLUDED.ends_at,
         generator_url = EXCLUDED.generator_url, receiver = EXCLUDED.receiver,
-        updated_at = EXCLUDED.updated_at
-    WHERE (a.status, a.ends_at, a.annotations)
-          IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.ends_at, EXCLUDED.annotations)
+        updated_at = CASE WHEN (a.status, a.ends_at, a.annotations)
+                               IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.ends_at,
+                                                 EXCLUDED.annotations)
+                          THEN EXCLUDED.updated_at ELSE a.updated_at END,
+        previous_until = CASE WHEN (a.status, a.ends_at, a.annotations)
+                                   IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.ends_at,
+                                                     EXCLUDED.annotations)
+                              THEN COALESCE(a.version_at, a.updated_at)
+                              ELSE a.previous_until END,
+        version_at = EXCLUDED.version_at
+    -- A row stored before migration 8 has no version: its last change's.
+    WHERE EXCLUDED.version_at > COALESCE(a.version_at, a.updated_at)
     -- xmax is 0 in a row version this statement inserted, and the
-    -- updating transaction's id in one it updated.
+    -- updating transaction's id in one it updated. A change sets both
+    -- times to the delivery's receipt; an unchanged repeat only the version.
     RETURNING a.fingerprint, a.starts_at, a.status, a.ends_at, a.updated_at,
-              a.xmax = 0 AS inserted
+              a.previous_until, a.xmax = 0 AS inserted, a.updated_at = a.version_at AS changed
 ), events AS (
     -- Changes only: an inserted episode's creation event is its row
     -- (first_status, first_ends_at, first_seen_at; see alert_timeline).
-    INSERT INTO alert_events (fingerprint, starts_at, status, ends_at, received_at)
-    SELECT fingerprint, starts_at, status, ends_at, updated_at FROM changed WHERE NOT inserted
+    INSERT INTO alert_events (fingerprint, starts_at, status, ends_at, received_at,
+                              previous_until)
+    SELECT fingerprint, starts_at, status, ends_at, updated_at, previous_until FROM stored
+    WHERE changed AND NOT inserted
+), unapplied AS MATERIALIZED (
+    -- Usually none: alerts whose row holds a later (or this very) version.
+    SELECT * FROM input AS i
+    WHERE NOT EXISTS (SELECT FROM stored AS s
+                      WHERE s.fingerprint = i.fingerprint AND s.starts_at = i.starts_at)
+      AND NOT EXISTS (SELECT FROM touched AS t
+                      WHERE t.fingerprint = i.fingerprint AND t.starts_at = i.starts_at)
+), raced AS (
+    -- An alert the upsert found a later version of that the snapshot does
+    -- not show: written by another writer since. Fails the statement, to be
+    -- written again with a fresh snapshot (see alert_ingest_retry).
+    SELECT alert_ingest_retry('an episode of the batch was written concurrently; retrying')
+    FROM unapplied AS u
+    LEFT JOIN alerts AS a USING (fingerprint, starts_at)
+    WHERE a.fingerprint IS NULL OR u.received_at > COALESCE(a.version_at, a.updated_at)
+), placed AS (
+    -- A late delivery (received before the version its row holds) among
+    -- the runs of the timeline: `p`, the entry that starts the run at or
+    -- before it; `n`, the entry after it (`derived`: the creation, read
+    -- from the row); `p_until`, the last delivery known of p's run (n's
+    -- `previous_until`, or the row's version when p is the last entry).
+    SELECT u.fingerprint, u.starts_at, u.status, u.ends_at, u.received_at,
+           p.status AS p_status, p.ends_at AS p_ends_at, p.received_at AS p_at,
+           n.status AS n_status, n.ends_at AS n_ends_at, n.received_at AS n_at,
+           n.previous_until AS n_until, n.derived AS n_derived,
+           CASE WHEN n.received_at IS NULL THEN COALESCE(a.version_at, a.updated_at)
+                ELSE COALESCE(n.previous_until, p.received_at) END AS p_until,
+           (u.status, u.ends_at) IS NOT DISTINCT FROM (p.status, p.ends_at) AS same_as_p,
+           (u.status, u.ends_at) IS NOT DISTINCT FROM (n.status, n.ends_at) AS same_as_n
+    FROM unapplied AS u
+    JOIN alerts AS a USING (fingerprint, starts_at)
+    LEFT JOIN LATERAL (
+        SELECT t.status, t.ends_at, t.received_at FROM alert_timeline AS t
+        WHERE t.fingerprint = u.fingerprint AND t.starts_at = u.starts_at
+          AND t.received_at <= u.received_at
+        ORDER BY t.received_at DESC LIMIT 1) AS p ON true
+    LEFT JOIN LATERAL (
+        SELECT * FROM (
+            SELECT a.first_status AS status, a.first_ends_at AS ends_at,
+                   a.first_seen_at AS received_at, NULL::timestamptz AS previous_until,
+                   true AS derived
+            WHERE a.first_status IS NOT NULL
+            UNION ALL
+            SELECT e.status, e.ends_at, e.received_at, e.previous_until, false
+            FROM alert_events AS e
+            WHERE e.fingerprint = u.fingerprint AND e.starts_at = u.starts_at) AS t
+        WHERE t.received_at > u.received_at
+        ORDER BY t.received_at LIMIT 1) AS n ON true
+    WHERE u.received_at < COALESCE(a.version_at, a.updated_at)
+), late AS (
+    -- What each late delivery does: `split` p's run (it falls inside it),
+    -- `gap` (after p's run: a run of its own, or the start of n's run if
+    -- in n's state), `creation` (before the episode's creation: it becomes
+    -- the creation), `extends` p's run, or nothing (in p's state).
+    SELECT *, CASE
+        WHEN p_at IS NULL AND n_derived THEN 'creation'
+        WHEN same_as_p THEN CASE WHEN n_at IS NOT NULL AND NOT n_derived
+                                      AND received_at > COALESCE(n_until, p_at)
+                                 THEN 'extends' ELSE 'none' END
+        WHEN received_at < p_until THEN 'split'
+        ELSE 'gap' END AS placement
+    FROM placed
+), late_events AS (
+    INSERT INTO alert_events (fingerprint, starts_at, status, ends_at, received_at,
+                              previous_until)
+    -- The late delivery starts a run.
+    SELECT fingerprint, starts_at, status, ends_at, received_at,
+           CASE placement WHEN 'split' THEN p_at
+                          WHEN 'gap' THEN CASE WHEN same_as_n THEN n_until ELSE p_until END
+           END
+    FROM late WHERE placement IN ('split', 'gap')
+    UNION ALL
+    -- p's state comes back after it, last delivered at p_until.
+    SELECT fingerprint, starts_at, p_status, p_ends_at, p_until, received_at
+    FROM late WHERE placement = 'split'
+    UNION ALL
+    -- The creation in another state becomes the change after it.
+    SELECT fingerprint, starts_at, n_status, n_ends_at, n_at, received_at
+    FROM late WHERE placement = 'creation' AND NOT same_as_n
+), late_until AS (
+    -- The run before n now ends with the late delivery.
+    UPDATE alert_events AS e SET previous_until = l.received_at
+    FROM late AS l
+    WHERE (l.placement = 'extends' OR (l.placement = 'gap' AND NOT l.same_as_n))
+      AND e.fingerprint = l.fingerprint AND e.starts_at = l.starts_at AND e.received_at = l.n_at
+), late_joined AS (
+    -- n's run now starts with the late delivery.
+    DELETE FROM alert_events AS e USING late AS l
+    WHERE l.placement = 'gap' AND l.same_as_n
+      AND e.fingerprint = l.fingerprint AND e.starts_at = l.starts_at AND e.received_at = l.n_at
+), late_created AS (
+    -- The episode was first delivered earlier than first stored. (Its
+    -- row is locked by `stored`, which left it unchanged.)
+    UPDATE alerts AS a
+    SET first_status = l.status, first_ends_at = l.ends_at, first_seen_at = l.received_at
+    FROM late AS l
+    WHERE l.placement = 'creation'
+      AND a.fingerprint = l.fingerprint AND a.starts_at = l.starts_at
 ), notified AS (
     INSERT INTO notifications (receiver, status, group_key, group_labels, common_labels,
                                common_annotations, external_url, truncated_alerts,
@@ -100,7 +237,9 @@ WITH input AS (
     SET segment = EXCLUDED.segment, record_offset = EXCLUDED.record_offset,
         updated_at = EXCLUDED.updated_at
 )
-SELECT count(*) FROM changed"
+SELECT (SELECT count(*) FROM stored WHERE changed) + (SELECT count(*) FROM raced),
+       (SELECT count(*) FROM late WHERE placement <> 'none'),
+       ARRAY(SELECT fingerprint FROM unapplied), ARRAY(SELECT starts_at FROM unapplied)"
         )
     };
 }
@@ -117,11 +256,12 @@ const WRITE_BATCH: &str = write_batch!("");
 /// notification found by its key is skipped.
 const WRITE_BATCH_AGAIN: &str = write_batch!("ON CONFLICT (received_at, request_id) DO NOTHING");
 
-/// When each of a set of episodes last changed (`updated_at`, the receipt
-/// time of the delivery that changed it); episodes not stored are absent.
-/// The primary key answers it, one index probe per episode.
+/// The version each of a set of episodes holds (`version_at`, the receipt
+/// time of the latest delivery stored; for a row not written since
+/// migration 8, of its last change); episodes not stored are absent. The
+/// primary key answers it, one index probe per episode.
 const LAST_CHANGES: &str = "
-SELECT a.fingerprint, a.starts_at, a.updated_at
+SELECT a.fingerprint, a.starts_at, COALESCE(a.version_at, a.updated_at)
 FROM unnest($1::text[], $2::timestamptz[]) AS k(fingerprint, starts_at)
 JOIN alerts AS a USING (fingerprint, starts_at)";
 
@@ -180,10 +320,16 @@ pub struct Rejection<'a> {
 }
 
 /// What one committed batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
     /// Episodes inserted or changed (each added an event to its timeline).
     pub changed: u64,
+    /// Alerts received before the version their episode's row holds whose
+    /// state went into the timeline at their receipt time (see `late`).
+    pub late: u64,
+    /// The alerts that changed no row: their episode holds a later version
+    /// (or this one: a batch written again). Usually none.
+    pub unapplied: Vec<Episode>,
 }
 
 #[derive(Clone)]
@@ -344,8 +490,18 @@ impl Store {
             fail::fail_point!("store::write::after_commit", |_| {
                 Err(failpoint("after_commit"))
             });
+            let fingerprints: Vec<&str> = row.get(2);
+            let starts_at: Vec<OffsetDateTime> = row.get(3);
+            let unapplied = fingerprints.iter().zip(starts_at).filter_map(|(f, s)| {
+                Some(Episode {
+                    fingerprint: Fingerprint::parse_hex(f)?,
+                    starts_at_us: unix_micros(s),
+                })
+            });
             Ok(Written {
                 changed: row.get::<_, i64>(0) as u64,
+                late: row.get::<_, i64>(1) as u64,
+                unapplied: unapplied.collect(),
             })
         })
         .await
@@ -398,7 +554,7 @@ impl Store {
             .await
     }
 
-    /// When each stored one of `episodes` last changed, in microseconds since
+    /// The version each stored one of `episodes` holds, in microseconds since
     /// the Unix epoch (see `LAST_CHANGES`).
     pub async fn last_changes(
         &self,
@@ -500,7 +656,7 @@ fn discard_if_timed_out<T>(client: Object, result: &Result<T, StoreError>) {
     }
 }
 
-/// A row of `LAST_CHANGES` as `(episode, updated_at in µs)`; every stored
+/// A row of `LAST_CHANGES` as `(episode, version in µs)`; every stored
 /// fingerprint is valid hex (the table's CHECK).
 fn last_change(row: &tokio_postgres::Row) -> Option<(Episode, i64)> {
     let episode = Episode {
@@ -522,12 +678,12 @@ fn failpoint(name: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     /// load/pgbench measures PostgreSQL's ceiling with a copy of the batch
-    /// statement (pgbench cannot bind our arrays); the upsert and the events
+    /// statement (pgbench cannot bind our arrays); the writes of the alerts
     /// must stay the very text the workers run, or its figures mean nothing.
     #[test]
     fn pgbench_copy_of_the_batch_write_is_current() {
         let part = |sql: &str| {
-            let from = sql.find("changed AS (").expect("changed CTE");
+            let from = sql.find("touched AS (").expect("touched CTE");
             let to = sql.find("), notified AS (").expect("notified CTE");
             sql[from..to].to_owned()
         };

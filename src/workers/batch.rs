@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Alert, Delivery, Episode, Interner};
+use crate::model::{from_unix_micros, unix_micros, Alert, Delivery, Episode, Interner};
 use crate::store::{AlertRow, NotificationRow, Rows};
 
 use super::cache::{CacheView, EpisodeCache, EpisodeState};
@@ -17,6 +17,9 @@ use super::cache::{CacheView, EpisodeCache, EpisodeState};
 struct Entry {
     alert: Alert,
     state: EpisodeState,
+    /// The version this instance stored the same state with (the cache's):
+    /// the write then only moves the row's version, if the row still holds it.
+    stored_version: Option<i64>,
     /// Index into `Batch::jobs` of the request that supplied this version.
     job: usize,
     /// Earlier requests whose version of this episode this one replaced:
@@ -31,9 +34,9 @@ pub struct Batch<J> {
     /// Entries by episode: one row per key per statement (PostgreSQL's
     /// `ON CONFLICT DO UPDATE` cannot touch a row twice), the later version wins.
     by_episode: HashMap<Episode, usize>,
-    /// Alerts placed in the batch, including skipped and merged ones.
+    /// Alerts placed in the batch, including merged ones.
     placed: usize,
-    /// Alerts skipped because the cache holds the same committed state.
+    /// Alerts not written: replaced by a later version in the same batch.
     pub unchanged: usize,
     max_rows: usize,
 }
@@ -60,17 +63,15 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
         self.max_rows.saturating_sub(self.placed)
     }
 
-    /// Whether `job` carries a version of an episode this batch holds in
-    /// another state. Written in one statement, only the later version
-    /// would be stored, and the change from the earlier one would never
-    /// be an event: the loader, which finds many deliveries of an episode
-    /// waiting in the spool after an outage, begins a new batch instead.
-    pub fn changes_a_placed_episode(&self, job: &J, interner: &Interner) -> bool {
-        job.as_ref().webhook.alerts.iter().any(|alert| {
-            self.by_episode
-                .get(&alert.episode())
-                .is_some_and(|&i| self.entries[i].state != EpisodeState::of(alert, interner))
-        })
+    /// Whether `job` carries another delivery of an episode this batch
+    /// holds. Written in one statement, only the later one would reach
+    /// PostgreSQL, and the earlier one's place in the order of receipt
+    /// would be lost (another instance may have stored a delivery received
+    /// between the two): the loader, which finds many deliveries of an
+    /// episode waiting in the spool after an outage, begins a new batch.
+    pub fn holds_an_episode_of(&self, job: &J) -> bool {
+        (job.as_ref().webhook.alerts.iter())
+            .any(|alert| self.by_episode.contains_key(&alert.episode()))
     }
 
     /// Takes as many of `job`'s alerts as fit (all of them if they do).
@@ -90,27 +91,22 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
     fn place(&mut self, alert: Alert, job: usize, cache: &mut CacheView<'_>, interner: &Interner) {
         let episode = alert.episode();
         let state = EpisodeState::of(&alert, interner);
+        let entry = Entry {
+            stored_version: cache.stored_version(&episode, &state),
+            alert,
+            state,
+            job,
+            superseded: Vec::new(),
+        };
         if let Some(&i) = self.by_episode.get(&episode) {
-            let replaced = &mut self.entries[i];
-            let mut superseded = std::mem::take(&mut replaced.superseded);
+            let replaced = std::mem::replace(&mut self.entries[i], entry);
+            let superseded = &mut self.entries[i].superseded;
+            *superseded = replaced.superseded;
             superseded.push(replaced.job);
-            *replaced = Entry {
-                alert,
-                state,
-                job,
-                superseded,
-            };
-            self.unchanged += 1;
-        } else if cache.is_committed(&episode, &state) {
             self.unchanged += 1;
         } else {
             self.by_episode.insert(episode, self.entries.len());
-            self.entries.push(Entry {
-                alert,
-                state,
-                job,
-                superseded: Vec::new(),
-            });
+            self.entries.push(entry);
         }
     }
 
@@ -132,12 +128,9 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
         for entry in self.entries.iter().filter(|e| wanted(e.job)) {
             let job = self.jobs[entry.job].as_ref();
             let receiver = &job.webhook.notification.receiver;
-            rows.push_alert(AlertRow::new(
-                &entry.alert,
-                receiver,
-                job.received_at,
-                interner,
-            ));
+            let mut row = AlertRow::new(&entry.alert, receiver, job.received_at, interner);
+            row.stored_version = entry.stored_version.and_then(from_unix_micros);
+            rows.push_alert(row);
         }
         for (_, job) in self.jobs.iter().enumerate().filter(|(i, _)| wanted(*i)) {
             let job = job.as_ref();
@@ -159,15 +152,19 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
             .flat_map(|e| e.superseded.iter().map(move |&d| (e.job, d)))
     }
 
-    /// The states this batch commits, for the cache (all, or one request's).
+    /// What this batch writes, for the cache (all, or one request's): each
+    /// episode's state and version (its delivery's receipt time, µs).
     pub fn states(
         &self,
         only: Option<usize>,
-    ) -> impl Iterator<Item = (Episode, EpisodeState)> + '_ {
+    ) -> impl Iterator<Item = (Episode, EpisodeState, i64)> + '_ {
         self.entries
             .iter()
             .filter(move |e| only.is_none_or(|o| o == e.job))
-            .map(|e| (e.alert.episode(), e.state))
+            .map(|e| {
+                let version = unix_micros(self.jobs[e.job].as_ref().received_at);
+                (e.alert.episode(), e.state, version)
+            })
     }
 
     /// The requests with alerts in this batch, in order.
@@ -269,33 +266,45 @@ mod tests {
     }
 
     #[test]
-    fn a_change_to_an_episode_in_the_batch_is_seen_and_a_repeat_is_not() {
+    fn another_delivery_of_an_episode_in_the_batch_is_seen() {
         let (interner, _cache, batch) = firing_batch();
         let repeat = job(vec![alert(1, Status::Firing, &interner)]);
         let resolved = job(vec![alert(1, Status::Resolved, &interner)]);
         let other = job(vec![alert(2, Status::Resolved, &interner)]);
-        assert!(!batch.changes_a_placed_episode(&repeat, &interner));
-        assert!(batch.changes_a_placed_episode(&resolved, &interner));
-        assert!(!batch.changes_a_placed_episode(&other, &interner));
+        assert!(batch.holds_an_episode_of(&repeat));
+        assert!(batch.holds_an_episode_of(&resolved));
+        assert!(!batch.holds_an_episode_of(&other));
     }
 
     #[test]
-    fn a_committed_unchanged_repeat_costs_no_row_but_a_change_does() {
+    fn a_repeat_of_the_cached_state_carries_its_stored_version_and_a_change_does_not() {
         let interner = Interner::new(100);
         let cache = EpisodeCache::new(10);
         let firing = alert(1, Status::Firing, &interner);
-        cache.committed([(firing.episode(), EpisodeState::of(&firing, &interner))]);
-        let mut batch = Batch::new(100);
+        let state = EpisodeState::of(&firing, &interner);
+        cache.committed([(firing.episode(), state, 42)], &[]);
+        let mut batch = Batch::<Job>::new(100);
         batch.add(job(vec![firing.clone()]), &cache, &interner);
-        assert_eq!(
-            (batch.rows(&interner, None).alert_count(), batch.unchanged),
-            (0, 1)
-        );
+        assert_eq!(batch.entries[0].stored_version, Some(42));
         batch.add(
+            job(vec![alert(2, Status::Resolved, &interner)]),
+            &cache,
+            &interner,
+        );
+        assert_eq!(batch.entries[1].stored_version, None, "not cached");
+        let mut changed = Batch::<Job>::new(100);
+        changed.add(
             job(vec![alert(1, Status::Resolved, &interner)]),
             &cache,
             &interner,
         );
-        assert_eq!(batch.rows(&interner, None).alert_count(), 1);
+        assert_eq!(changed.entries[0].stored_version, None, "another state");
+        cache.committed([], &[firing.episode()]);
+        let mut forgotten = Batch::<Job>::new(100);
+        forgotten.add(job(vec![firing]), &cache, &interner);
+        assert_eq!(
+            forgotten.entries[0].stored_version, None,
+            "unapplied: forgotten"
+        );
     }
 }

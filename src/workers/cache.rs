@@ -1,9 +1,14 @@
-//! The fingerprint cache: the last committed state of recent alert episodes,
-//! so that an unchanged repeat (Alertmanager re-sends firing alerts every
-//! group/repeat interval; HA pairs send everything twice) costs no write.
+//! The fingerprint cache: the state this instance last stored for recent
+//! alert episodes, with the version it stored (`alerts.version_at`, the
+//! receipt time of its delivery), so that an unchanged repeat (Alertmanager
+//! re-sends firing alerts every group/repeat interval; HA pairs send
+//! everything twice) costs PostgreSQL only a move of the row's version.
 //!
-//! Updated only after a commit. The database stays correct without it: the
-//! write itself is idempotent, the cache only saves the round trip.
+//! Never wrong across instances: the batch statement moves only the version
+//! of a row that still holds the version cached here (no other instance or
+//! delivery changed it since), and writes the alert in full otherwise (see
+//! `store::write_batch!`). Updated only after a commit, with what PostgreSQL
+//! said it applied; the database stays correct without it.
 
 use std::hash::Hasher;
 use std::num::NonZeroUsize;
@@ -13,6 +18,9 @@ use lru::LruCache;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::model::{unix_micros, Alert, Episode, Interner, Status};
+
+/// A cached episode: its state and the version it was stored with (µs).
+type Stored = (EpisodeState, i64);
 
 /// What makes an episode's row change (and earn an `alert_events` row): the
 /// same columns the write's `IS DISTINCT FROM` compares.
@@ -44,7 +52,7 @@ impl EpisodeState {
 /// Shared by all workers (a repeat may reach any of them).
 pub struct EpisodeCache {
     /// `None` when disabled (capacity 0).
-    lru: Option<Mutex<LruCache<Episode, EpisodeState>>>,
+    lru: Option<Mutex<LruCache<Episode, Stored>>>,
 }
 
 impl EpisodeCache {
@@ -60,24 +68,33 @@ impl EpisodeCache {
         CacheView(self.lru.as_ref().map(|lru| lru.lock()))
     }
 
-    /// Records states that have just been committed.
-    pub fn committed(&self, states: impl IntoIterator<Item = (Episode, EpisodeState)>) {
+    /// Records what a batch just committed: `(episode, state, version)`
+    /// for each alert written, except the `unapplied` ones, which PostgreSQL
+    /// found a later version of (or this one already): those are forgotten.
+    pub fn committed(
+        &self,
+        states: impl IntoIterator<Item = (Episode, EpisodeState, i64)>,
+        unapplied: &[Episode],
+    ) {
         if let Some(lru) = &self.lru {
             let mut lru = lru.lock();
-            for (episode, state) in states {
-                lru.put(episode, state);
+            for (episode, state, version) in states {
+                lru.put(episode, (state, version));
+            }
+            for episode in unapplied {
+                lru.pop(episode);
             }
         }
     }
 }
 
-pub struct CacheView<'a>(Option<MutexGuard<'a, LruCache<Episode, EpisodeState>>>);
+pub struct CacheView<'a>(Option<MutexGuard<'a, LruCache<Episode, Stored>>>);
 
 impl CacheView<'_> {
-    /// Whether `state` is already what PostgreSQL holds for `episode`.
-    pub fn is_committed(&mut self, episode: &Episode, state: &EpisodeState) -> bool {
-        self.0
-            .as_mut()
-            .is_some_and(|lru| lru.get(episode) == Some(state))
+    /// The version this instance stored `episode` with, if it stored it in
+    /// `state`: the version the write checks the row still holds.
+    pub fn stored_version(&mut self, episode: &Episode, state: &EpisodeState) -> Option<i64> {
+        let (cached, version) = self.0.as_mut()?.get(episode)?;
+        (cached == state).then_some(*version)
     }
 }

@@ -257,15 +257,15 @@ impl<S: BatchSink> Worker<S> {
     /// Writes the batch and answers the requests it completes; returns the
     /// request that goes on in the next batch, if any.
     fn flush(&self, batch: Batch<Job>) -> Option<Job> {
-        // Counted as they were skipped, like every delivery is counted as received.
+        // Counted as they were merged, like every delivery is counted as received.
         self.shared
             .metrics
             .alerts_unchanged
             .inc_by(batch.unchanged as u64);
         let result = self.write(&batch, None);
         match result {
-            Ok(_) => {
-                self.shared.cache.committed(batch.states(None));
+            Ok(written) => {
+                (self.shared.cache).committed(batch.states(None), &written.unapplied);
                 self.answer_all(batch, Ok(()))
             }
             Err(e) if !e.is_retryable() => self.write_each(batch),
@@ -278,8 +278,8 @@ impl<S: BatchSink> Worker<S> {
     fn write_each(&self, batch: Batch<Job>) -> Option<Job> {
         let mut outcomes: Vec<Result<(), Failure>> = (0..batch.job_count())
             .map(|i| match self.write(&batch, Some(i)) {
-                Ok(_) => {
-                    self.shared.cache.committed(batch.states(Some(i)));
+                Ok(written) => {
+                    (self.shared.cache).committed(batch.states(Some(i)), &written.unapplied);
                     Ok(())
                 }
                 Err(e @ StoreError::Data { .. }) => Err(Failure::Rejected(e.to_string())),
@@ -326,7 +326,7 @@ impl<S: BatchSink> Worker<S> {
             match self.runtime.block_on(self.sink.write_batch(&rows)) {
                 Ok(written) => {
                     let (alerts, notifications) = (rows.alert_count(), rows.notification_count());
-                    metrics.committed(alerts, notifications, written.changed, started.elapsed());
+                    metrics.committed(alerts, notifications, &written, started.elapsed());
                     return Ok(written);
                 }
                 Err(e) => {

@@ -31,6 +31,7 @@ impl BatchSink for Picky {
         }
         Ok(Written {
             changed: rows.alert_count() as u64,
+            ..Written::default()
         })
     }
 }
@@ -143,6 +144,7 @@ impl BatchSink for Tagged {
         self.writes.lock().push((self.worker, rows.alert_count()));
         Ok(Written {
             changed: rows.alert_count() as u64,
+            ..Written::default()
         })
     }
 }
