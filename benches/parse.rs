@@ -56,7 +56,7 @@ fn fingerprint(c: &mut Criterion) {
         .collect();
     let cache = EpisodeCache::new(100_000);
     let state = EpisodeState::of(alert, &interner);
-    cache.committed([(alert.episode(), state)]);
+    cache.committed([(alert.episode(), state, 1)], &[]);
     let mut group = c.benchmark_group("fingerprint");
     group.throughput(Throughput::Elements(1));
     group.bench_function("computed_8_labels", |b| {
@@ -65,7 +65,10 @@ fn fingerprint(c: &mut Criterion) {
     group.bench_function("cache_hit", |b| {
         b.iter(|| {
             let state = EpisodeState::of(black_box(alert), &interner);
-            assert!(cache.view().is_committed(&alert.episode(), &state));
+            assert!(cache
+                .view()
+                .stored_version(&alert.episode(), &state)
+                .is_some());
         })
     });
     group.finish();
