@@ -1,6 +1,6 @@
 //! Parse-stage benchmarks: simd-json in place plus validation and interning
-//! (`parse/…`), the fingerprint computed vs found in the cache
-//! (`fingerprint/…`), and interning (`intern/…`). Reference figures and the
+//! (`parse/…`), the fingerprint computed (`fingerprint/…`), and interning
+//! (`intern/…`). Reference figures and the
 //! machine: benches/README.md.
 
 mod common;
@@ -14,7 +14,6 @@ use std::hint::black_box;
 use alert_ingest::config::LimitsConfig;
 use alert_ingest::model::{Fingerprint, Interner};
 use alert_ingest::parse::{parse, Scratch};
-use alert_ingest::workers::{EpisodeCache, EpisodeState};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 fn parse_bodies(c: &mut Criterion) {
@@ -54,22 +53,10 @@ fn fingerprint(c: &mut Criterion) {
         .iter()
         .map(|p| (interner.resolve(&p.name), interner.resolve(&p.value)))
         .collect();
-    let cache = EpisodeCache::new(100_000);
-    let state = EpisodeState::of(alert, &interner);
-    cache.committed([(alert.episode(), state, 1)], &[]);
     let mut group = c.benchmark_group("fingerprint");
     group.throughput(Throughput::Elements(1));
     group.bench_function("computed_8_labels", |b| {
         b.iter(|| Fingerprint::of_sorted(black_box(&labels).iter().copied()))
-    });
-    group.bench_function("cache_hit", |b| {
-        b.iter(|| {
-            let state = EpisodeState::of(black_box(alert), &interner);
-            assert!(cache
-                .view()
-                .stored_version(&alert.episode(), &state)
-                .is_some());
-        })
     });
     group.finish();
 }

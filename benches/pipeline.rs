@@ -21,7 +21,7 @@ use alert_ingest::parse::{parse, Scratch};
 use alert_ingest::queue::{Job, Queue};
 use alert_ingest::store::{BatchSink, Rows, Store, StoreError, Written};
 use alert_ingest::telemetry::Metrics;
-use alert_ingest::workers::{Batch, EpisodeCache, Settings, Shared, Workers};
+use alert_ingest::workers::{Batch, Settings, Shared, Workers};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -42,7 +42,6 @@ impl BatchSink for Discard {
 
 fn encode(c: &mut Criterion) {
     let interner = Interner::new(100_000);
-    let cache = EpisodeCache::new(0);
     let mut group = c.benchmark_group("encode");
     for n in [1, 10, 100] {
         let webhook = parse(
@@ -54,11 +53,7 @@ fn encode(c: &mut Criterion) {
         .unwrap();
         let mut batch = Batch::<Job>::new(100);
         let deadline = Instant::now() + Duration::from_secs(3600);
-        batch.add(
-            Job::new(webhook, time::OffsetDateTime::now_utc(), deadline).0,
-            &cache,
-            &interner,
-        );
+        batch.add(Job::new(webhook, time::OffsetDateTime::now_utc(), deadline).0);
         group.throughput(Throughput::Elements(n as u64));
         group.bench_function(format!("batch_{n}_alerts"), |b| {
             b.iter(|| batch.rows(&interner, None).alert_count())
@@ -112,7 +107,6 @@ async fn ingress_with_discard() -> Ingress {
     let metrics = Arc::new(Metrics::new());
     let (queue, rx) = Queue::bounded(config.queue.capacity);
     let shared = Arc::new(Shared {
-        cache: EpisodeCache::new(config.cache.capacity),
         interner: interner.clone(),
         metrics: metrics.clone(),
     });

@@ -4,7 +4,7 @@
 # the ceiling that scripts/bench's figures are read against (issue #3).
 #
 #   load/pgbench.sh [--rows 25] [--clients "1 2 4"] [--duration 15]
-#                   [--episodes 0] [--cached 0] [--bin BIN] [--sql FILE] [--setup FILE]
+#                   [--episodes 0] [--bin BIN] [--sql FILE] [--setup FILE]
 #
 # Fresh database ai_pgbench, migrated and partitioned by the service itself
 # (`alert-ingest migrate`, as a deployment does), load/pgbench/write-batch.sql:
@@ -15,10 +15,6 @@
 #     re-sends ROWS of them unchanged (a notifications row each, and each
 #     alert row's version moved, issue #14): the steady state of
 #     Alertmanager re-sending its groups.
-#   --cached 1: with --episodes, each alert carries the version its row
-#     holds, as from an instance whose fingerprint cache stored it (the
-#     statement then only moves the version; finding it costs the script
-#     one more index probe per alert, which the service does not pay).
 #   --bin, --sql: an older build and its statement (git show
 #     REV:load/pgbench/write-batch.sql > FILE), for an A/B of a schema change.
 #   --setup: SQL run after the migrations (a schema variant to measure
@@ -29,11 +25,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 
-rows=25 clients="1 2 4" duration=15 episodes=0 cached=0 bin="" sql=load/pgbench/write-batch.sql setup=""
+rows=25 clients="1 2 4" duration=15 episodes=0 bin="" sql=load/pgbench/write-batch.sql setup=""
 while [ $# -gt 0 ]; do
     case $1 in
         --rows) rows=$2 ;; --clients) clients=$2 ;; --duration) duration=$2 ;;
-        --episodes) episodes=$2 ;; --cached) cached=$2 ;; --bin) bin=$2 ;; --sql) sql=$2 ;; --setup) setup=$2 ;;
+        --episodes) episodes=$2 ;; --bin) bin=$2 ;; --sql) sql=$2 ;; --setup) setup=$2 ;;
         *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
     esac
     shift 2
@@ -51,13 +47,13 @@ for c in $clients; do
     ALERT_INGEST_DATABASE_URL="postgres://root@127.0.0.1:5432/$DB" "$bin" migrate --config config.yaml >/dev/null
     if [ -n "$setup" ]; then q -v ON_ERROR_STOP=1 -f "$setup" >/dev/null; fi
     if [ "$episodes" -gt 0 ]; then
-        q -v ON_ERROR_STOP=1 -v rows="$episodes" -v episodes="$episodes" -v cached=0 -v fill=1 -f "$sql" >/dev/null
+        q -v ON_ERROR_STOP=1 -v rows="$episodes" -v episodes="$episodes" -v fill=1 -f "$sql" >/dev/null
         q -c "VACUUM ANALYZE" >/dev/null
     fi
     q -c CHECKPOINT >/dev/null
     lsn=$(q -c "SELECT pg_current_wal_lsn()")
     out=$(pgbench -h 127.0.0.1 -U root -n -M prepared -c "$c" -j "$c" -T "$duration" \
-        -D rows="$rows" -D episodes="$episodes" -D cached="$cached" -D fill=0 -f "$sql" "$DB" 2>&1)
+        -D rows="$rows" -D episodes="$episodes" -D fill=0 -f "$sql" "$DB" 2>&1)
     tps=$(awk '/^tps/ {print $3}' <<<"$out")
     [ -n "$tps" ] || { echo "$out" >&2; exit 1; }
     lat=$(awk '/latency average/ {print $4}' <<<"$out")

@@ -23,7 +23,7 @@ use crate::retention::Retention;
 use crate::spool::{self, Appender, Spool};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
-use crate::workers::{EpisodeCache, Settings, Shared, Workers};
+use crate::workers::{Settings, Shared, Workers};
 
 /// Pause between attempts to migrate the schema while PostgreSQL is unreachable.
 const MIGRATE_RETRY: Duration = Duration::from_secs(1);
@@ -76,6 +76,13 @@ impl App {
     /// the schema is migrated as soon as it answers, and until then
     /// `/readyz` and webhooks answer 503.
     pub async fn start(config: Config) -> Result<App, StartError> {
+        if let Some(capacity) = config.cache.capacity {
+            tracing::warn!(
+                capacity,
+                "cache.capacity has no effect since issue #14: every delivery is written \
+                 (README, \"Order of receipt\"); remove it from the configuration"
+            );
+        }
         let metrics = Arc::new(Metrics::new());
         let interner = Arc::new(Interner::new(config.interner.capacity));
         let store = Store::new(&config.database)?;
@@ -192,7 +199,6 @@ impl App {
             (n.queue != s.queue, "queue"),
             (n.workers != s.workers, "workers"),
             (n.batch != s.batch, "batch"),
-            (n.cache != s.cache, "cache"),
             (n.interner != s.interner, "interner"),
             (n.history != s.history, "history"),
             (n.log.format != s.log.format, "log.format"),
@@ -231,7 +237,6 @@ impl Stages<'_> {
         let (queue, rx) = Queue::bounded(config.queue.capacity);
         let queue = Arc::new(queue);
         let shared = Arc::new(Shared {
-            cache: EpisodeCache::new(config.cache.capacity),
             interner: self.interner.clone(),
             metrics: self.metrics.clone(),
         });
@@ -254,7 +259,6 @@ impl Stages<'_> {
         let config = self.config;
         let spool = Spool::open(&config.spool, config.queue.capacity, self.metrics.clone())?;
         let shared = loader::Shared {
-            cache: EpisodeCache::new(config.cache.capacity),
             interner: self.interner.clone(),
             metrics: self.metrics.clone(),
             schema_ready: self.schema_ready.clone(),

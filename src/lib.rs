@@ -20,7 +20,7 @@
 //! With `durability: database`:
 //!
 //! - [`queue`]: the bounded channel; `try_enqueue` only, full → 503.
-//! - [`workers`]: fixed thread pool; fingerprint cache, batches (what is
+//! - [`workers`]: fixed thread pool; batches (what is
 //!   queued, up to a size), group commit, answers the requests a commit
 //!   completes.
 //!

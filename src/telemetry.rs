@@ -138,9 +138,9 @@ impl Metrics {
         );
         r.register(
             "alerts_unchanged",
-            "Alerts that changed no episode: unchanged repeats of its stored state, \
-             earlier versions replaced in the same batch, late deliveries of a state \
-             the timeline already shows",
+            "Alerts that changed no episode's state: unchanged repeats (which move its \
+             version only), earlier versions replaced in the same batch, late deliveries \
+             of a state the timeline already shows",
             m.alerts_unchanged.clone(),
         );
         r.register(

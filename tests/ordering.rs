@@ -1,6 +1,6 @@
 //! Many instances, one truth (issue #14): deliveries of the same episodes
-//! land on two instances (each with its spool and its fingerprint cache, as
-//! behind a load balancer), each acknowledged before the next is sent, in
+//! land on two instances (each with its spool, as behind a load
+//! balancer), each acknowledged before the next is sent, in
 //! random orders (proptest). Whatever order their loaders commit in, the
 //! stored state of an episode is the last delivery's. Its timeline holds
 //! one entry per change sent when each delivery is stored before the next
@@ -244,7 +244,7 @@ where
     }
 }
 
-/// Two instances on one database, default configuration (spool, cache on).
+/// Two instances on one database, default configuration (spool).
 async fn two_instances(db: &TestDb, b_url: &str) -> (Service, Service) {
     let a = Service::start_ready(test_config(&db.url)).await;
     let mut config = test_config(b_url);
@@ -294,7 +294,8 @@ async fn any_interleaving_of_two_loaders_keeps_the_last_state_and_a_faithful_tim
 
 /// The reproduction of issue #14: 20 episodes, five alternating deliveries
 /// (firing on A, resolved on B, re-fired with the same startsAt on A, ...).
-/// A's cache last saw them firing; the re-fire must still be stored.
+/// (Before issue #14, A's fingerprint cache, which last saw them firing,
+/// skipped the re-fire.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refire_on_the_instance_that_last_saw_the_episode_firing_is_stored() {
     let db = TestDb::create().await;

@@ -1,10 +1,11 @@
 //! The loader (`durability: spool`): reads the spool in order and writes
 //! it to PostgreSQL behind the answers, with the batch statement the
-//! database mode's workers use (same idempotence, same per-episode order,
-//! the same fingerprint cache).
+//! database mode's workers use (same idempotence, same order of receipt).
 //!
 //! One thread, one connection, one batch at a time, in spool order: a later
-//! delivery of an episode is never committed before an earlier one. Each
+//! delivery of an episode is never committed before an earlier one, and two
+//! deliveries of an episode are never in one batch (each keeps its place
+//! in the order of receipt). Each
 //! batch holds whole requests (up to `spool.load_max_rows` alerts, or one
 //! larger request) and carries the spool position after its last request, written
 //! in the same transaction as its rows: after a crash, loading resumes
@@ -32,7 +33,7 @@ use crate::parse::{self, ParseError, Scratch};
 use crate::spool::{self, Next, Position, Reader};
 use crate::store::{Rejection, Rows, Store, StoreError, Written};
 use crate::telemetry::Metrics;
-use crate::workers::{Batch, EpisodeCache};
+use crate::workers::Batch;
 
 /// How long the loader waits for a record before it looks at its stop flag.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
@@ -47,7 +48,6 @@ const STOP_CHECK: Duration = Duration::from_millis(10);
 
 /// What the loader shares with the rest of the service.
 pub struct Shared {
-    pub cache: EpisodeCache,
     pub interner: Arc<Interner>,
     pub metrics: Arc<Metrics>,
     /// Set once the schema is current: nothing is read or written before.
@@ -308,7 +308,7 @@ impl Load {
     }
 
     fn add(&self, batch: &mut Batch<Loaded>, loaded: Loaded) {
-        batch.add(loaded, &self.shared.cache, &self.shared.interner);
+        batch.add(loaded);
     }
 
     /// Writes the batch; if PostgreSQL refuses it, each of its requests
@@ -352,7 +352,7 @@ impl Load {
     }
 
     /// Writes `batch` with the spool position after it until it commits
-    /// (or is refused); then the cache and the spool learn of it.
+    /// (or is refused); then the spool learns of it.
     fn commit(&mut self, batch: &Batch<Loaded>, writing: Writing) -> Result<(), WriteFailed> {
         let (end, records, bytes) = extent(batch);
         let metrics = &self.shared.metrics;
@@ -364,9 +364,8 @@ impl Load {
             // a replay of this spool, say).
             rows.set_may_be_stored();
         }
-        let written = self.write(&mut rows)?;
+        self.write(&mut rows)?;
         drop(rows);
-        (self.shared.cache).committed(batch.states(None), &written.unapplied);
         self.loaded(end, records, bytes);
         Ok(())
     }

@@ -37,45 +37,40 @@ pub const HISTORY_APPLICATION_NAME: &str = "alert-ingest-history";
 /// Writes one batch in a single statement (one round trip, one implicit
 /// transaction, committed when it returns):
 ///
-/// - `touched`: an alert the cache says is an unchanged repeat of what this
-///   instance last stored moves only its row's version (`version_at`, its
-///   receipt time), and only if the row still holds the version this
-///   instance stored (`$26`): then no delivery changed it since, and its
-///   state is the one repeated. Otherwise it is written in full below.
-/// - `stored`: the others are upserted (a new episode keeps its first
-///   state on its row); a stored episode takes the delivery only if it was
-///   received later than the version the row holds (order by receipt, not
-///   by commit: several instances, or a spool loaded late, commit out of
-///   order), and `updated_at` moves only if its state changed.
+/// - `stored`: the alerts are upserted (a new episode keeps its first state
+///   on its row); a stored episode takes a delivery only if it was received
+///   later than the version the row holds (order by receipt, not by
+///   commit: several instances, or a spool loaded late, commit out of
+///   order), and `updated_at` moves only if its state changed. Every
+///   delivery received later moves the version, repeats included: a
+///   delivery received before a repeat but loaded after it must not rewind
+///   the episode.
 /// - `events`: an event for each episode changed.
-/// - `late`: a delivery older than its row's version changes no row; it
-///   goes into the timeline at its receipt time if it was a change there
-///   (see `late_events`).
+/// - `late`: a delivery older than its row's version changes no row; the
+///   function `alert_ingest_place_late` (migration 8) puts it into the
+///   timeline at its receipt time if it was a change there. Being a
+///   function, its queries see what other writers committed after this
+///   statement began (it runs once `stored` holds the row's lock), and
+///   only a late delivery makes it read `alert_events`.
 /// - the notifications and, for a batch loaded from the spool, the spool's
 ///   loaded position.
 ///
 /// Rows are sorted by key so that concurrent writers lock episodes in the
-/// same order. `$on_conflict` ends the notifications insert: see
-/// `WRITE_BATCH` and `WRITE_BATCH_AGAIN`. Returns the episodes changed and
-/// the keys of the alerts that changed no row (late, or already stored).
+/// same order and cannot deadlock each other. `$on_conflict` ends the
+/// notifications insert: see `WRITE_BATCH` and `WRITE_BATCH_AGAIN`.
+/// Returns the episodes changed, the late deliveries placed, and the keys
+/// of the alerts that changed no row (late, or this very delivery stored
+/// already).
 macro_rules! write_batch {
     ($on_conflict:literal) => {
         concat!(
             "
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
-                         $26::timestamptz[])
+                         $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[])
         AS t(fingerprint, starts_at, alertname, status, labels, annotations, ends_at,
-             generator_url, receiver, received_at, cached_version)
+             generator_url, receiver, received_at)
     ORDER BY fingerprint, starts_at
-), touched AS (
-    UPDATE alerts AS a SET version_at = i.received_at
-    FROM input AS i
-    WHERE i.cached_version IS NOT NULL
-      AND a.fingerprint = i.fingerprint AND a.starts_at = i.starts_at
-      AND a.version_at = i.cached_version AND a.version_at < i.received_at
-    RETURNING a.fingerprint, a.starts_at
 ), stored AS (
     INSERT INTO alerts AS a (fingerprint, starts_at, alertname, status, labels, annotations,
                              ends_at, generator_url, receiver, first_seen_at, updated_at,
@@ -83,9 +78,7 @@ WITH input AS (
     SELECT fingerprint, starts_at, alertname, status, labels::jsonb, annotations::jsonb,
            ends_at, generator_url, receiver, received_at, received_at, received_at, status,
            ends_at
-    FROM input AS i
-    WHERE NOT EXISTS (SELECT FROM touched AS t
-                      WHERE t.fingerprint = i.fingerprint AND t.starts_at = i.starts_at)
+    FROM input
     ON CONFLICT (fingerprint, starts_at) DO UPDATE
     SET alertname = EXCLUDED.alertname, status = EXCLUDED.status, labels = EXCLUDED.labels,
         annotations = EXCLUDED.annotations, ends_at = EXCLUDED.ends_at,
@@ -115,103 +108,15 @@ WITH input AS (
     SELECT fingerprint, starts_at, status, ends_at, updated_at, previous_until FROM stored
     WHERE changed AND NOT inserted
 ), unapplied AS MATERIALIZED (
-    -- Usually none: alerts whose row holds a later (or this very) version.
+    -- Alerts whose row holds a later (or this very) version: a delivery
+    -- loaded late, or the second copy of an HA pair's notification.
     SELECT * FROM input AS i
     WHERE NOT EXISTS (SELECT FROM stored AS s
                       WHERE s.fingerprint = i.fingerprint AND s.starts_at = i.starts_at)
-      AND NOT EXISTS (SELECT FROM touched AS t
-                      WHERE t.fingerprint = i.fingerprint AND t.starts_at = i.starts_at)
-), raced AS (
-    -- An alert the upsert found a later version of that the snapshot does
-    -- not show: written by another writer since. Fails the statement, to be
-    -- written again with a fresh snapshot (see alert_ingest_retry).
-    SELECT alert_ingest_retry('an episode of the batch was written concurrently; retrying')
-    FROM unapplied AS u
-    LEFT JOIN alerts AS a USING (fingerprint, starts_at)
-    WHERE a.fingerprint IS NULL OR u.received_at > COALESCE(a.version_at, a.updated_at)
-), placed AS (
-    -- A late delivery (received before the version its row holds) among
-    -- the runs of the timeline: `p`, the entry that starts the run at or
-    -- before it; `n`, the entry after it (`derived`: the creation, read
-    -- from the row); `p_until`, the last delivery known of p's run (n's
-    -- `previous_until`, or the row's version when p is the last entry).
-    SELECT u.fingerprint, u.starts_at, u.status, u.ends_at, u.received_at,
-           p.status AS p_status, p.ends_at AS p_ends_at, p.received_at AS p_at,
-           n.status AS n_status, n.ends_at AS n_ends_at, n.received_at AS n_at,
-           n.previous_until AS n_until, n.derived AS n_derived,
-           CASE WHEN n.received_at IS NULL THEN COALESCE(a.version_at, a.updated_at)
-                ELSE COALESCE(n.previous_until, p.received_at) END AS p_until,
-           (u.status, u.ends_at) IS NOT DISTINCT FROM (p.status, p.ends_at) AS same_as_p,
-           (u.status, u.ends_at) IS NOT DISTINCT FROM (n.status, n.ends_at) AS same_as_n
-    FROM unapplied AS u
-    JOIN alerts AS a USING (fingerprint, starts_at)
-    LEFT JOIN LATERAL (
-        SELECT t.status, t.ends_at, t.received_at FROM alert_timeline AS t
-        WHERE t.fingerprint = u.fingerprint AND t.starts_at = u.starts_at
-          AND t.received_at <= u.received_at
-        ORDER BY t.received_at DESC LIMIT 1) AS p ON true
-    LEFT JOIN LATERAL (
-        SELECT * FROM (
-            SELECT a.first_status AS status, a.first_ends_at AS ends_at,
-                   a.first_seen_at AS received_at, NULL::timestamptz AS previous_until,
-                   true AS derived
-            WHERE a.first_status IS NOT NULL
-            UNION ALL
-            SELECT e.status, e.ends_at, e.received_at, e.previous_until, false
-            FROM alert_events AS e
-            WHERE e.fingerprint = u.fingerprint AND e.starts_at = u.starts_at) AS t
-        WHERE t.received_at > u.received_at
-        ORDER BY t.received_at LIMIT 1) AS n ON true
-    WHERE u.received_at < COALESCE(a.version_at, a.updated_at)
 ), late AS (
-    -- What each late delivery does: `split` p's run (it falls inside it),
-    -- `gap` (after p's run: a run of its own, or the start of n's run if
-    -- in n's state), `creation` (before the episode's creation: it becomes
-    -- the creation), `extends` p's run, or nothing (in p's state).
-    SELECT *, CASE
-        WHEN p_at IS NULL AND n_derived THEN 'creation'
-        WHEN same_as_p THEN CASE WHEN n_at IS NOT NULL AND NOT n_derived
-                                      AND received_at > COALESCE(n_until, p_at)
-                                 THEN 'extends' ELSE 'none' END
-        WHEN received_at < p_until THEN 'split'
-        ELSE 'gap' END AS placement
-    FROM placed
-), late_events AS (
-    INSERT INTO alert_events (fingerprint, starts_at, status, ends_at, received_at,
-                              previous_until)
-    -- The late delivery starts a run.
-    SELECT fingerprint, starts_at, status, ends_at, received_at,
-           CASE placement WHEN 'split' THEN p_at
-                          WHEN 'gap' THEN CASE WHEN same_as_n THEN n_until ELSE p_until END
-           END
-    FROM late WHERE placement IN ('split', 'gap')
-    UNION ALL
-    -- p's state comes back after it, last delivered at p_until.
-    SELECT fingerprint, starts_at, p_status, p_ends_at, p_until, received_at
-    FROM late WHERE placement = 'split'
-    UNION ALL
-    -- The creation in another state becomes the change after it.
-    SELECT fingerprint, starts_at, n_status, n_ends_at, n_at, received_at
-    FROM late WHERE placement = 'creation' AND NOT same_as_n
-), late_until AS (
-    -- The run before n now ends with the late delivery.
-    UPDATE alert_events AS e SET previous_until = l.received_at
-    FROM late AS l
-    WHERE (l.placement = 'extends' OR (l.placement = 'gap' AND NOT l.same_as_n))
-      AND e.fingerprint = l.fingerprint AND e.starts_at = l.starts_at AND e.received_at = l.n_at
-), late_joined AS (
-    -- n's run now starts with the late delivery.
-    DELETE FROM alert_events AS e USING late AS l
-    WHERE l.placement = 'gap' AND l.same_as_n
-      AND e.fingerprint = l.fingerprint AND e.starts_at = l.starts_at AND e.received_at = l.n_at
-), late_created AS (
-    -- The episode was first delivered earlier than first stored. (Its
-    -- row is locked by `stored`, which left it unchanged.)
-    UPDATE alerts AS a
-    SET first_status = l.status, first_ends_at = l.ends_at, first_seen_at = l.received_at
-    FROM late AS l
-    WHERE l.placement = 'creation'
-      AND a.fingerprint = l.fingerprint AND a.starts_at = l.starts_at
+    SELECT alert_ingest_place_late(fingerprint, starts_at, status, ends_at, received_at)
+        AS placed
+    FROM unapplied
 ), notified AS (
     INSERT INTO notifications (receiver, status, group_key, group_labels, common_labels,
                                common_annotations, external_url, truncated_alerts,
@@ -237,8 +142,8 @@ WITH input AS (
     SET segment = EXCLUDED.segment, record_offset = EXCLUDED.record_offset,
         updated_at = EXCLUDED.updated_at
 )
-SELECT (SELECT count(*) FROM stored WHERE changed) + (SELECT count(*) FROM raced),
-       (SELECT count(*) FROM late WHERE placement <> 'none'),
+SELECT (SELECT count(*) FROM stored WHERE changed),
+       (SELECT count(*) FROM late WHERE placed),
        ARRAY(SELECT fingerprint FROM unapplied), ARRAY(SELECT starts_at FROM unapplied)"
         )
     };
@@ -683,7 +588,7 @@ mod tests {
     #[test]
     fn pgbench_copy_of_the_batch_write_is_current() {
         let part = |sql: &str| {
-            let from = sql.find("touched AS (").expect("touched CTE");
+            let from = sql.find("), stored AS (").expect("stored CTE");
             let to = sql.find("), notified AS (").expect("notified CTE");
             sql[from..to].to_owned()
         };

@@ -19,9 +19,6 @@ pub struct AlertRow<'a> {
     pub generator_url: &'a str,
     pub receiver: &'a str,
     pub received_at: OffsetDateTime,
-    /// The version (`alerts.version_at`) this instance stored the same state
-    /// with, if its cache holds it: the write then only moves the version.
-    pub stored_version: Option<OffsetDateTime>,
 }
 
 impl<'a> AlertRow<'a> {
@@ -43,7 +40,6 @@ impl<'a> AlertRow<'a> {
             generator_url: &alert.generator_url,
             receiver,
             received_at,
-            stored_version: None,
         }
     }
 }
@@ -111,7 +107,6 @@ pub struct Rows<'a> {
     generator_url: Vec<&'a str>,
     receiver: Vec<&'a str>,
     received_at: Vec<OffsetDateTime>,
-    stored_version: Vec<Option<OffsetDateTime>>,
     n_receiver: Vec<&'a str>,
     n_status: Vec<&'static str>,
     n_group_key: Vec<&'a str>,
@@ -145,7 +140,6 @@ impl<'a> Rows<'a> {
         self.generator_url.push(row.generator_url);
         self.receiver.push(row.receiver);
         self.received_at.push(row.received_at);
-        self.stored_version.push(row.stored_version);
     }
 
     pub fn push_notification(&mut self, row: NotificationRow<'a>) {
@@ -195,8 +189,8 @@ impl<'a> Rows<'a> {
         self.n_receiver.len()
     }
 
-    /// The parameters of `WRITE_BATCH`, in its `$1..$26` order.
-    pub fn params(&self) -> [&(dyn ToSql + Sync); 26] {
+    /// The parameters of `WRITE_BATCH`, in its `$1..$25` order.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 25] {
         [
             &self.fingerprint,
             &self.starts_at,
@@ -223,7 +217,6 @@ impl<'a> Rows<'a> {
             &self.spool_id,
             &self.segment,
             &self.offset,
-            &self.stored_version,
         ]
     }
 }

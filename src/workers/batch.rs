@@ -9,17 +9,11 @@
 
 use std::collections::HashMap;
 
-use crate::model::{from_unix_micros, unix_micros, Alert, Delivery, Episode, Interner};
+use crate::model::{Alert, Delivery, Episode, Interner};
 use crate::store::{AlertRow, NotificationRow, Rows};
-
-use super::cache::{CacheView, EpisodeCache, EpisodeState};
 
 struct Entry {
     alert: Alert,
-    state: EpisodeState,
-    /// The version this instance stored the same state with (the cache's):
-    /// the write then only moves the row's version, if the row still holds it.
-    stored_version: Option<i64>,
     /// Index into `Batch::jobs` of the request that supplied this version.
     job: usize,
     /// Earlier requests whose version of this episode this one replaced:
@@ -32,7 +26,8 @@ pub struct Batch<J> {
     jobs: Vec<J>,
     entries: Vec<Entry>,
     /// Entries by episode: one row per key per statement (PostgreSQL's
-    /// `ON CONFLICT DO UPDATE` cannot touch a row twice), the later version wins.
+    /// `ON CONFLICT DO UPDATE` cannot touch a row twice), the version
+    /// received later wins.
     by_episode: HashMap<Episode, usize>,
     /// Alerts placed in the batch, including merged ones.
     placed: usize,
@@ -75,38 +70,44 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
     }
 
     /// Takes as many of `job`'s alerts as fit (all of them if they do).
-    pub fn add(&mut self, mut job: J, cache: &EpisodeCache, interner: &Interner) {
+    pub fn add(&mut self, mut job: J) {
         let room = self.max_rows.saturating_sub(self.placed).max(1);
-        let alerts = &mut job.as_mut().webhook.alerts;
-        let take = room.min(alerts.len());
+        let delivery = job.as_mut();
+        let received_at = delivery.received_at;
+        let take = room.min(delivery.webhook.alerts.len());
         let slot = self.jobs.len();
-        let mut cache = cache.view();
-        for alert in alerts.drain(..take) {
-            self.place(alert, slot, &mut cache, interner);
+        let alerts: Vec<Alert> = delivery.webhook.alerts.drain(..take).collect();
+        self.jobs.push(job);
+        for alert in alerts {
+            self.place(alert, slot, received_at);
         }
         self.placed += take;
-        self.jobs.push(job);
     }
 
-    fn place(&mut self, alert: Alert, job: usize, cache: &mut CacheView<'_>, interner: &Interner) {
-        let episode = alert.episode();
-        let state = EpisodeState::of(&alert, interner);
+    /// Places `alert` of request `job`, received at `received_at`. Of two
+    /// versions of an episode, the one received later is written, whatever
+    /// the order of the queue (two requests may be queued in the opposite
+    /// order to their receipt); the other request depends on its row.
+    fn place(&mut self, alert: Alert, job: usize, received_at: time::OffsetDateTime) {
         let entry = Entry {
-            stored_version: cache.stored_version(&episode, &state),
             alert,
-            state,
             job,
             superseded: Vec::new(),
         };
-        if let Some(&i) = self.by_episode.get(&episode) {
-            let replaced = std::mem::replace(&mut self.entries[i], entry);
-            let superseded = &mut self.entries[i].superseded;
-            *superseded = replaced.superseded;
-            superseded.push(replaced.job);
-            self.unchanged += 1;
-        } else {
-            self.by_episode.insert(episode, self.entries.len());
+        let Some(&i) = self.by_episode.get(&entry.alert.episode()) else {
+            self.by_episode
+                .insert(entry.alert.episode(), self.entries.len());
             self.entries.push(entry);
+            return;
+        };
+        self.unchanged += 1;
+        let held = &mut self.entries[i];
+        if self.jobs[held.job].as_ref().received_at > received_at {
+            held.superseded.push(job);
+        } else {
+            let replaced = std::mem::replace(held, entry);
+            held.superseded = replaced.superseded;
+            held.superseded.push(replaced.job);
         }
     }
 
@@ -128,9 +129,12 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
         for entry in self.entries.iter().filter(|e| wanted(e.job)) {
             let job = self.jobs[entry.job].as_ref();
             let receiver = &job.webhook.notification.receiver;
-            let mut row = AlertRow::new(&entry.alert, receiver, job.received_at, interner);
-            row.stored_version = entry.stored_version.and_then(from_unix_micros);
-            rows.push_alert(row);
+            rows.push_alert(AlertRow::new(
+                &entry.alert,
+                receiver,
+                job.received_at,
+                interner,
+            ));
         }
         for (_, job) in self.jobs.iter().enumerate().filter(|(i, _)| wanted(*i)) {
             let job = job.as_ref();
@@ -152,21 +156,6 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
             .flat_map(|e| e.superseded.iter().map(move |&d| (e.job, d)))
     }
 
-    /// What this batch writes, for the cache (all, or one request's): each
-    /// episode's state and version (its delivery's receipt time, µs).
-    pub fn states(
-        &self,
-        only: Option<usize>,
-    ) -> impl Iterator<Item = (Episode, EpisodeState, i64)> + '_ {
-        self.entries
-            .iter()
-            .filter(move |e| only.is_none_or(|o| o == e.job))
-            .map(|e| {
-                let version = unix_micros(self.jobs[e.job].as_ref().received_at);
-                (e.alert.episode(), e.state, version)
-            })
-    }
-
     /// The requests with alerts in this batch, in order.
     pub fn jobs(&self) -> impl Iterator<Item = &J> {
         self.jobs.iter()
@@ -186,6 +175,8 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use time::OffsetDateTime;
+
     use super::*;
     use crate::model::{testing, Status};
     use crate::queue::Job;
@@ -194,27 +185,25 @@ mod tests {
         testing::alert(i, status, "A", interner)
     }
 
-    fn job(alerts: Vec<Alert>) -> Job {
+    fn job_at(alerts: Vec<Alert>, received_at: OffsetDateTime) -> Job {
         let deadline = Instant::now() + Duration::from_secs(60);
-        Job::new(
-            testing::webhook(alerts),
-            time::OffsetDateTime::now_utc(),
-            deadline,
-        )
-        .0
+        Job::new(testing::webhook(alerts), received_at, deadline).0
+    }
+
+    fn job(alerts: Vec<Alert>) -> Job {
+        job_at(alerts, OffsetDateTime::now_utc())
     }
 
     #[test]
     fn a_large_request_spans_batches_and_gets_its_notification_last() {
         let interner = Interner::new(100);
-        let cache = EpisodeCache::new(0);
         let mut carried = Some(job((0..250)
             .map(|i| alert(i, Status::Firing, &interner))
             .collect()));
         let mut counts = Vec::new();
         while let Some(job) = carried.take() {
             let mut batch = Batch::<Job>::new(100);
-            batch.add(job, &cache, &interner);
+            batch.add(job);
             let rows = batch.rows(&interner, None);
             counts.push((
                 rows.alert_count(),
@@ -229,33 +218,20 @@ mod tests {
     }
 
     /// A batch holding one request: episode 1 firing.
-    fn firing_batch() -> (Interner, EpisodeCache, Batch<Job>) {
+    fn firing_batch() -> (Interner, Batch<Job>) {
         let interner = Interner::new(100);
-        let cache = EpisodeCache::new(0);
         let mut batch = Batch::new(100);
-        batch.add(
-            job(vec![alert(1, Status::Firing, &interner)]),
-            &cache,
-            &interner,
-        );
-        (interner, cache, batch)
+        batch.add(job(vec![alert(1, Status::Firing, &interner)]));
+        (interner, batch)
     }
 
     #[test]
     fn one_episode_twice_in_a_batch_is_written_once_in_its_later_version() {
-        let (interner, cache, mut batch) = firing_batch();
-        batch.add(
-            job(vec![alert(1, Status::Resolved, &interner)]),
-            &cache,
-            &interner,
-        );
+        let (interner, mut batch) = firing_batch();
+        batch.add(job(vec![alert(1, Status::Resolved, &interner)]));
         assert_eq!(batch.unchanged, 1);
-        let states: Vec<_> = batch.states(None).collect();
-        assert_eq!(states.len(), 1);
-        assert_eq!(
-            states[0].1,
-            EpisodeState::of(&alert(1, Status::Resolved, &interner), &interner)
-        );
+        assert_eq!(batch.entries.len(), 1);
+        assert_eq!(batch.entries[0].alert.status, Status::Resolved);
         let rows = batch.rows(&interner, None);
         assert_eq!((rows.alert_count(), rows.notification_count()), (1, 2));
         assert_eq!(
@@ -263,48 +239,32 @@ mod tests {
             0,
             "the later request carries it"
         );
+        assert_eq!(batch.dependencies().collect::<Vec<_>>(), [(1, 0)]);
+    }
+
+    #[test]
+    fn of_two_versions_the_one_received_later_wins_whatever_the_queue_order() {
+        let interner = Interner::new(100);
+        let now = OffsetDateTime::now_utc();
+        let mut batch = Batch::<Job>::new(100);
+        batch.add(job_at(vec![alert(1, Status::Resolved, &interner)], now));
+        // Received a moment earlier, queued after it.
+        let earlier = now - Duration::from_millis(1);
+        batch.add(job_at(vec![alert(1, Status::Firing, &interner)], earlier));
+        assert_eq!(batch.entries.len(), 1);
+        assert_eq!(batch.entries[0].alert.status, Status::Resolved);
+        assert_eq!(batch.rows(&interner, Some(1)).alert_count(), 0);
+        assert_eq!(batch.dependencies().collect::<Vec<_>>(), [(0, 1)]);
     }
 
     #[test]
     fn another_delivery_of_an_episode_in_the_batch_is_seen() {
-        let (interner, _cache, batch) = firing_batch();
+        let (interner, batch) = firing_batch();
         let repeat = job(vec![alert(1, Status::Firing, &interner)]);
         let resolved = job(vec![alert(1, Status::Resolved, &interner)]);
         let other = job(vec![alert(2, Status::Resolved, &interner)]);
         assert!(batch.holds_an_episode_of(&repeat));
         assert!(batch.holds_an_episode_of(&resolved));
         assert!(!batch.holds_an_episode_of(&other));
-    }
-
-    #[test]
-    fn a_repeat_of_the_cached_state_carries_its_stored_version_and_a_change_does_not() {
-        let interner = Interner::new(100);
-        let cache = EpisodeCache::new(10);
-        let firing = alert(1, Status::Firing, &interner);
-        let state = EpisodeState::of(&firing, &interner);
-        cache.committed([(firing.episode(), state, 42)], &[]);
-        let mut batch = Batch::<Job>::new(100);
-        batch.add(job(vec![firing.clone()]), &cache, &interner);
-        assert_eq!(batch.entries[0].stored_version, Some(42));
-        batch.add(
-            job(vec![alert(2, Status::Resolved, &interner)]),
-            &cache,
-            &interner,
-        );
-        assert_eq!(batch.entries[1].stored_version, None, "not cached");
-        let mut changed = Batch::<Job>::new(100);
-        changed.add(
-            job(vec![alert(1, Status::Resolved, &interner)]),
-            &cache,
-            &interner,
-        );
-        assert_eq!(changed.entries[0].stored_version, None, "another state");
-        cache.committed([], &[firing.episode()]);
-        let mut forgotten = Batch::<Job>::new(100);
-        forgotten.add(job(vec![firing]), &cache, &interner);
-        assert_eq!(
-            forgotten.entries[0].stored_version, None,
-            "unapplied: forgotten"
-        );
     }
 }

@@ -1,5 +1,5 @@
-//! A fixed pool of worker threads: receive requests from the queue, drop
-//! unchanged repeats (fingerprint cache), gather a batch (size or linger),
+//! A fixed pool of worker threads: receive requests from the queue, gather a
+//! batch (size or linger),
 //! write it in one round trip, then answer every request it completes
 //! (group commit).
 //!
@@ -11,10 +11,8 @@
 //! for the same requests.
 
 mod batch;
-mod cache;
 
 pub use batch::Batch;
-pub use cache::{CacheView, EpisodeCache, EpisodeState};
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -38,7 +36,6 @@ const BACKLOG_CHECK: Duration = Duration::from_millis(50);
 
 /// What every worker shares.
 pub struct Shared {
-    pub cache: EpisodeCache,
     pub interner: Arc<Interner>,
     pub metrics: Arc<Metrics>,
 }
@@ -240,7 +237,7 @@ impl<S: BatchSink> Worker<S> {
     }
 
     fn add(&self, batch: &mut Batch<Job>, job: Job) {
-        batch.add(job, &self.shared.cache, &self.shared.interner);
+        batch.add(job);
     }
 
     /// Drops a request whose requester has already been answered 503.
@@ -264,10 +261,7 @@ impl<S: BatchSink> Worker<S> {
             .inc_by(batch.unchanged as u64);
         let result = self.write(&batch, None);
         match result {
-            Ok(written) => {
-                (self.shared.cache).committed(batch.states(None), &written.unapplied);
-                self.answer_all(batch, Ok(()))
-            }
+            Ok(_) => self.answer_all(batch, Ok(())),
             Err(e) if !e.is_retryable() => self.write_each(batch),
             Err(e) => self.answer_all(batch, Err(Failure::Unavailable(e.to_string()))),
         }
@@ -278,10 +272,7 @@ impl<S: BatchSink> Worker<S> {
     fn write_each(&self, batch: Batch<Job>) -> Option<Job> {
         let mut outcomes: Vec<Result<(), Failure>> = (0..batch.job_count())
             .map(|i| match self.write(&batch, Some(i)) {
-                Ok(written) => {
-                    (self.shared.cache).committed(batch.states(Some(i)), &written.unapplied);
-                    Ok(())
-                }
+                Ok(_) => Ok(()),
                 Err(e @ StoreError::Data { .. }) => Err(Failure::Rejected(e.to_string())),
                 Err(e) => Err(Failure::Unavailable(e.to_string())),
             })

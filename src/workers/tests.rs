@@ -185,7 +185,6 @@ fn spawn<S: BatchSink>(
     backlog_check: Duration,
 ) -> Workers {
     let shared = Arc::new(Shared {
-        cache: EpisodeCache::new(1000),
         interner,
         metrics: Arc::new(Metrics::new()),
     });
