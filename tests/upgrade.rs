@@ -214,3 +214,77 @@ async fn an_upgraded_database_answers_as_before_and_carries_on() {
     );
     service.shutdown().await;
 }
+
+/// A delivery loaded late (another instance stored a later one first) of
+/// an episode stored before the upgrade: one whose timeline is all in
+/// `alert_events`, and one whose events retention dropped (nothing to place
+/// it against). Both are acknowledged and stored without error, neither
+/// rewinds its row, and the first takes its place in the timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_delivery_of_an_episode_stored_before_the_upgrade_is_placed() {
+    let db = TestDb::create().await;
+    released_schema(&db).await;
+    let client = db.client().await;
+    client.batch_execute(&old_rows()).await.unwrap();
+    // `firing` lost its events to retention.
+    client
+        .execute(
+            "DELETE FROM alert_events WHERE fingerprint = $1",
+            &[&old("firing")],
+        )
+        .await
+        .unwrap();
+    let service = Service::start_ready(test_config(&db.url)).await;
+    // Another instance stored later deliveries of both, in their state.
+    client
+        .execute(
+            "UPDATE alerts SET version_at = now() + interval '1 hour'
+             WHERE fingerprint IN ($1, $2)",
+            &[&old("firing"), &old("resolved")],
+        )
+        .await
+        .unwrap();
+    let late = |n: &str, status: &str, ends_at: &str| {
+        json!({
+            "status": status,
+            "labels": {"alertname": "Old", "n": n},
+            "annotations": {},
+            "startsAt": if n == "firing" { "2026-11-20T10:00:00Z" } else { "2026-11-20T09:00:00Z" },
+            "endsAt": ends_at,
+            "generatorURL": "http://g",
+        })
+    };
+    let body = webhook(vec![
+        late("firing", "resolved", "2026-11-20T10:30:00Z"),
+        late("resolved", "firing", "0001-01-01T00:00:00Z"),
+    ]);
+    let (status, answer) = service.post(body).await;
+    assert_eq!(status, 200, "{answer}");
+    service.settled().await;
+    let states: HashMap<String, String> = client
+        .query("SELECT fingerprint, status FROM alerts", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(states[&old("firing")], "firing", "no rewind");
+    assert_eq!(states[&old("resolved")], "resolved", "no rewind");
+    assert_eq!(
+        changes(api_timeline(&service, &old("resolved")).await),
+        [
+            "firing:null",
+            "resolved:\"2026-11-20T09:30:00+00:00\"",
+            "firing:null",
+            "resolved:\"2026-11-20T09:30:00+00:00\""
+        ],
+        "fired again at its receipt, resolved again at the row's version"
+    );
+    assert_eq!(
+        api_timeline(&service, &old("firing")).await,
+        json!([]),
+        "nothing left to place it against"
+    );
+    assert_eq!(service.metric("alert_ingest_alerts_late_total").await, 1);
+    service.shutdown().await;
+}
