@@ -253,43 +253,39 @@ async fn two_instances(db: &TestDb, b_url: &str) -> (Service, Service) {
     (a, b)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn deliveries_stored_in_turn_over_two_instances_give_the_last_state_and_every_change() {
+/// Each delivery stored before the next is sent (`Timeline::Exact`), or
+/// the two loaders racing, each committing whenever it gets to it.
+async fn two_instances_property(expected: Timeline) {
     let db = TestDb::create().await;
     let (a, b) = two_instances(&db, &db.url).await;
     let pg = db.client().await;
     for_sequences(cases(64), 6, |name, sequence| {
         let (a, b, pg) = (&a, &b, &pg);
         async move {
-            for delivery in &sequence {
-                send(&[a, b], &name, std::slice::from_ref(delivery)).await?;
+            let turns: Vec<&[Delivery]> = match expected {
+                Timeline::Exact => sequence.chunks(1).collect(),
+                Timeline::Faithful => vec![&sequence],
+            };
+            for turn in turns {
+                send(&[a, b], &name, turn).await?;
                 a.settled().await;
                 b.settled().await;
             }
-            check(pg, &name, &sequence, Timeline::Exact).await
+            check(pg, &name, &sequence, expected).await
         }
     });
     a.shutdown().await;
     b.shutdown().await;
 }
 
-/// The loaders race: each commits whenever it gets to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deliveries_stored_in_turn_over_two_instances_give_the_last_state_and_every_change() {
+    two_instances_property(Timeline::Exact).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn any_interleaving_of_two_loaders_keeps_the_last_state_and_a_faithful_timeline() {
-    let db = TestDb::create().await;
-    let (a, b) = two_instances(&db, &db.url).await;
-    let pg = db.client().await;
-    for_sequences(cases(64), 6, |name, sequence| {
-        let (a, b, pg) = (&a, &b, &pg);
-        async move {
-            send(&[a, b], &name, &sequence).await?;
-            a.settled().await;
-            b.settled().await;
-            check(pg, &name, &sequence, Timeline::Faithful).await
-        }
-    });
-    a.shutdown().await;
-    b.shutdown().await;
+    two_instances_property(Timeline::Faithful).await;
 }
 
 /// The reproduction of issue #14: 20 episodes, five alternating deliveries
