@@ -279,7 +279,7 @@ async fn one_label_set_shows_every_episode_with_its_timeline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stats_count_the_noisiest_and_the_flapping() {
+async fn stats_count_the_noisiest_the_flapping_and_the_time_to_resolve() {
     let (_db, service) = started().await;
     let since = "since=2026-10-01T00:00:00Z";
     let top = get_json(&service, &format!("/api/v1/stats/top?{since}")).await;
@@ -327,6 +327,42 @@ async fn stats_count_the_noisiest_and_the_flapping() {
     // The default window is the last 24 hours: none of this history.
     let recent = get_json(&service, "/api/v1/stats/top").await;
     assert_eq!(recent["items"], json!([]));
+
+    // Time to resolve of the resolved episodes: DiskFull 1 h and 30 min,
+    // HighLatency 1 h; the firing ones do not count.
+    let durations = get_json(&service, &format!("/api/v1/stats/durations?{since}")).await;
+    let rows: Vec<(String, i64, f64, f64)> = (durations["items"].as_array().unwrap().iter())
+        .map(|i| {
+            let seconds = |name: &str| i[name].as_f64().unwrap();
+            let name = i["alertname"].as_str().unwrap().to_owned();
+            let resolved = i["resolved"].as_i64().unwrap();
+            (
+                name,
+                resolved,
+                seconds("median_seconds"),
+                seconds("p90_seconds"),
+            )
+        })
+        .collect();
+    let expected = [
+        ("DiskFull", 2, 2700.0, 3420.0),
+        ("HighLatency", 1, 3600.0, 3600.0),
+    ];
+    assert_eq!(rows.len(), expected.len(), "{durations}");
+    for (row, (name, resolved, median, p90)) in rows.iter().zip(expected) {
+        assert_eq!((row.0.as_str(), row.1), (name, resolved), "{durations}");
+        assert!(
+            (row.2 - median).abs() < 1e-6 && (row.3 - p90).abs() < 1e-6,
+            "{durations}"
+        );
+    }
+    let window = get_json(
+        &service,
+        "/api/v1/stats/durations?since=2026-11-02T00:00:00Z&until=2026-11-03T00:00:00Z",
+    )
+    .await;
+    assert_eq!(window["items"].as_array().unwrap().len(), 1, "{window}");
+    assert_eq!(window["items"][0]["median_seconds"].as_f64(), Some(1800.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,6 +378,8 @@ async fn bad_requests_get_a_json_error_naming_the_parameter() {
         ("/api/v1/alerts?offset=10", "offset"),
         ("/api/v1/stats/top?by=severity", "by"),
         ("/api/v1/stats/flapping?by=alertname", "by"),
+        ("/api/v1/stats/durations?by=alertname", "by"),
+        ("/api/v1/stats/durations?limit=0", "limit"),
     ] {
         let (status, body) = service.get(path).await;
         assert_eq!(status, 400, "{path}: {body}");
@@ -408,7 +446,7 @@ async fn every_documented_route_answers_as_documented() {
         .unwrap()
         .to_owned();
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 5, "every route is documented");
+    assert_eq!(paths.len(), 6, "every route is documented");
     for (path, item) in paths {
         let get = &item["get"];
         let mut url = path.replace("{fingerprint}", &fingerprint);

@@ -44,6 +44,7 @@ impl History {
             "alerts" => self.alerts(AlertsQuery::parse(query)?).await?,
             "stats/top" => self.top(StatsQuery::parse(query, true)?).await?,
             "stats/flapping" => self.flapping(StatsQuery::parse(query, false)?).await?,
+            "stats/durations" => self.durations(StatsQuery::parse(query, false)?).await?,
             "openapi.json" => return Ok(Bytes::from_static(OPENAPI.as_bytes())),
             _ => match route.strip_prefix("alerts/") {
                 Some(fingerprint) => self.episodes(fingerprint, query).await?,
@@ -82,6 +83,11 @@ impl History {
 
     async fn flapping(&self, q: StatsQuery) -> Result<String, HistoryError> {
         let rows = self.run(sql::flapping(&q)).await?;
+        Ok(stats_json("", &q, rows))
+    }
+
+    async fn durations(&self, q: StatsQuery) -> Result<String, HistoryError> {
+        let rows = self.run(sql::durations(&q)).await?;
         Ok(stats_json("", &q, rows))
     }
 

@@ -80,7 +80,8 @@ impl Cursor {
     }
 }
 
-/// `GET /api/v1/stats/top` and `/api/v1/stats/flapping`.
+/// `GET /api/v1/stats/top`, `/api/v1/stats/flapping` and
+/// `/api/v1/stats/durations`.
 #[derive(Debug, PartialEq)]
 pub struct StatsQuery {
     pub since: OffsetDateTime,
@@ -172,7 +173,7 @@ impl PageParams {
 }
 
 impl StatsQuery {
-    /// `top` accepts `by`; `flapping` does not.
+    /// `top` accepts `by`; `flapping` and `durations` do not.
     pub fn parse(query: &str, accepts_by: bool) -> Result<StatsQuery, HistoryError> {
         let (mut since, mut until, mut by, mut limit) = (None, None, None, None);
         for (name, value) in pairs(query)? {

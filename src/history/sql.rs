@@ -180,6 +180,31 @@ pub fn flapping(q: &StatsQuery) -> Sql {
     sql
 }
 
+/// `GET /api/v1/stats/durations`: time to resolve (`ends_at - starts_at`)
+/// of the episodes started in the window that have resolved, per
+/// alertname: how many, the median and the 90th percentile in seconds
+/// (MTTR), the alertnames with the most resolved episodes first.
+pub fn durations(q: &StatsQuery) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT jsonb_build_object('alertname', alertname, 'resolved', resolved,
+                                   'median_seconds', median, 'p90_seconds', p90)::text FROM (
+         SELECT alertname, count(*) AS resolved,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS median,
+                percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90
+         FROM (SELECT alertname, extract(epoch FROM ends_at - starts_at)::float8 AS seconds
+               FROM alerts
+               WHERE status = 'resolved' AND ends_at >= starts_at"
+            .into(),
+    );
+    window(&mut sql, q.since, q.until);
+    let limit = sql.bind(q.limit);
+    sql.text.push_str(&format!(
+        ") r GROUP BY alertname ORDER BY resolved DESC, alertname LIMIT {limit}) t
+         ORDER BY resolved DESC, alertname"
+    ));
+    sql
+}
+
 fn window(sql: &mut Sql, since: OffsetDateTime, until: Option<OffsetDateTime>) {
     let since = sql.bind(since);
     sql.and(&format!("starts_at >= {since}"));
