@@ -438,6 +438,8 @@ time_request "/api/v1/stats/top?by=label:namespace&since=T-30d" \
 time_request "/api/v1/stats/flapping?since=T-24h" "/api/v1/stats/flapping?since=$day_ago"
 time_request "/api/v1/stats/flapping?since=T-7d" "/api/v1/stats/flapping?since=$week_ago"
 time_request "/api/v1/stats/flapping?since=T-30d" "/api/v1/stats/flapping?since=$month_ago"
+time_request "/api/v1/stats/durations?since=T-24h" "/api/v1/stats/durations?since=$day_ago"
+time_request "/api/v1/stats/durations?since=T-30d" "/api/v1/stats/durations?since=$month_ago"
 kill -TERM "$svc"
 wait "$svc" || log "service exited with $? (see its log below)"
 svc=""
