@@ -15,19 +15,34 @@ const DASHBOARD: &str = concat!(
     "/deploy/grafana/alert-history.json"
 );
 
-/// A window holding every fixture's alerts.
-const FROM: &str = "'2000-01-01T00:00:00Z'::timestamptz";
-const TO: &str = "'2100-01-01T00:00:00Z'::timestamptz";
+/// A window holding every fixture's alerts, as Grafana's macros write it:
+/// untyped literals.
+const FROM: &str = "'2000-01-01T00:00:00Z'";
+const TO: &str = "'2100-01-01T00:00:00Z'";
 
 /// Grafana's `sqlstring` format: quoted, quotes doubled.
 fn sqlstring(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// Which alertnames the `alertname` variable selects.
+#[derive(Clone, Copy, Debug)]
+enum Alertname<'a> {
+    /// "All": Grafana inserts the variable's custom `allValue` as it is,
+    /// whatever the format asked.
+    All,
+    One(&'a str),
+}
+
 /// `sql` as Grafana's PostgreSQL data source sends it for the window above
 /// and these variables: `$__timeFilter(col)`, `$__timeFrom()`,
-/// `$__timeTo()`, `${alertname:sqlstring}`, `${label:sqlstring}`.
-fn expand(sql: &str, alertname: &str, label: &str) -> String {
+/// `$__timeTo()`, `${alertname:sqlstring}` (`all_value` for All),
+/// `${label:sqlstring}`.
+fn expand(sql: &str, all_value: &str, alertname: Alertname, label: &str) -> String {
+    let alertname = match alertname {
+        Alertname::All => all_value.to_owned(),
+        Alertname::One(name) => sqlstring(name),
+    };
     let mut out = String::new();
     let mut rest = sql;
     while let Some(at) = rest.find("$__timeFilter(") {
@@ -40,7 +55,7 @@ fn expand(sql: &str, alertname: &str, label: &str) -> String {
     out.push_str(rest);
     out.replace("$__timeFrom()", FROM)
         .replace("$__timeTo()", TO)
-        .replace("${alertname:sqlstring}", &sqlstring(alertname))
+        .replace("${alertname:sqlstring}", &alertname)
         .replace("${label:sqlstring}", &sqlstring(label))
 }
 
@@ -103,18 +118,19 @@ async fn every_query_of_the_history_dashboard_returns_rows_from_the_fixtures() {
         .unwrap();
     let (resolved_name, its_label): (String, String) = (row.get(0), row.get(1));
 
+    let all_value = variables[1]["allValue"].as_str().unwrap();
     let cases = [
-        ("__all", "", true),
-        (resolved_name.as_str(), "", true),
-        ("__all", its_label.as_str(), true),
-        ("__all", "no_such_label=it's absent", false),
-        ("No'Such'Alert", "", false),
+        (Alertname::All, "", true),
+        (Alertname::One(&resolved_name), "", true),
+        (Alertname::All, its_label.as_str(), true),
+        (Alertname::All, "no_such_label=it's absent", false),
+        (Alertname::One("No'Such'Alert"), "", false),
     ];
     let all = queries(&dashboard);
     assert_eq!(all.len(), 4);
     for (title, sql) in &all {
         for (alertname, label, want_rows) in cases {
-            let sql = expand(sql, alertname, label);
+            let sql = expand(sql, all_value, alertname, label);
             assert!(
                 !sql.contains('$'),
                 "{title}: unexpanded macro or variable:\n{sql}"

@@ -68,6 +68,15 @@ fn old_rows() -> String {
         .replace("FP3", &old("edited"))
 }
 
+/// The service's config on `db`, retention off: the old rows are dated
+/// 2026-11-20, and would be deleted as history past `retention.days`
+/// once that many days have gone by.
+fn old_rows_config(db: &TestDb) -> alert_ingest::config::Config {
+    let mut config = test_config(&db.url);
+    config.retention.enabled = false;
+    config
+}
+
 /// Every timeline, as `(fingerprint, status, ends_at, received_at)` in
 /// order, read from `source` (a table or view with the timeline columns).
 async fn timelines(
@@ -114,7 +123,7 @@ async fn an_upgraded_database_answers_as_before_and_carries_on() {
     let before = timelines(&db, "alert_events").await;
     assert_eq!(before.len(), 5);
 
-    let service = Service::start_ready(test_config(&db.url)).await;
+    let service = Service::start_ready(old_rows_config(&db)).await;
     let client = db.client().await;
     let version: i32 = client
         .query_one("SELECT max(version) FROM schema_migrations", &[])
@@ -234,7 +243,7 @@ async fn a_late_delivery_of_an_episode_stored_before_the_upgrade_is_placed() {
         )
         .await
         .unwrap();
-    let service = Service::start_ready(test_config(&db.url)).await;
+    let service = Service::start_ready(old_rows_config(&db)).await;
     // Another instance stored later deliveries of both, in their state.
     client
         .execute(

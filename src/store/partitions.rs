@@ -194,7 +194,7 @@ impl Maintenance {
 
     /// Deletes resolved episodes whose last change is before `cutoff`,
     /// `batch` at a time. A firing episode stays while it fires:
-    /// Alertmanager still sends it, and a worker's cache may still hold it.
+    /// Alertmanager still sends it.
     pub async fn delete_episodes_before(
         &self,
         cutoff: OffsetDateTime,

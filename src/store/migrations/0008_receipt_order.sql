@@ -92,7 +92,6 @@ BEGIN
         RETURN false;
     END IF;
 
-    -- (A field of an unassigned record variable cannot even be read.)
     IF NOT n_found THEN
         p_until := a.version;
     ELSIF p_found THEN
@@ -107,7 +106,7 @@ BEGIN
         -- The run's state comes back where it was last delivered: p's, or
         -- the row's when nothing follows (the same, unless retention
         -- dropped the events between).
-        IF n_found AND (p.status, p.ends_at) IS DISTINCT FROM (l_status, l_ends) THEN
+        IF n_found THEN
             INSERT INTO alert_events (fingerprint, starts_at, status, ends_at, received_at,
                                       previous_until)
             VALUES (fp, sa, p.status, p.ends_at, p_until, t);
