@@ -63,16 +63,14 @@ WITH gen AS (
                               previous_until)
     SELECT fingerprint, starts_at, status, ends_at, updated_at, previous_until FROM stored
     WHERE changed AND NOT inserted
-), unapplied AS MATERIALIZED (
+), late AS (
     -- Alerts whose row holds a later (or this very) version: a delivery
     -- loaded late, or the second copy of an HA pair's notification.
-    SELECT * FROM input AS i
-    WHERE NOT EXISTS (SELECT FROM stored AS s
-                      WHERE s.fingerprint = i.fingerprint AND s.starts_at = i.starts_at)
-), late AS (
     SELECT alert_ingest_place_late(fingerprint, starts_at, status, ends_at, received_at)
         AS placed
-    FROM unapplied
+    FROM input AS i
+    WHERE NOT EXISTS (SELECT FROM stored AS s
+                      WHERE s.fingerprint = i.fingerprint AND s.starts_at = i.starts_at)
 ), notified AS (
     INSERT INTO notifications (receiver, status, group_key, group_labels, common_labels,
                                common_annotations, external_url, truncated_alerts,

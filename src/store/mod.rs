@@ -58,9 +58,7 @@ pub const HISTORY_APPLICATION_NAME: &str = "alert-ingest-history";
 /// Rows are sorted by key so that concurrent writers lock episodes in the
 /// same order and cannot deadlock each other. `$on_conflict` ends the
 /// notifications insert: see `WRITE_BATCH` and `WRITE_BATCH_AGAIN`.
-/// Returns the episodes changed, the late deliveries placed, and the keys
-/// of the alerts that changed no row (late, or this very delivery stored
-/// already).
+/// Returns the episodes changed and the late deliveries placed.
 macro_rules! write_batch {
     ($on_conflict:literal) => {
         concat!(
@@ -107,16 +105,14 @@ WITH input AS (
                               previous_until)
     SELECT fingerprint, starts_at, status, ends_at, updated_at, previous_until FROM stored
     WHERE changed AND NOT inserted
-), unapplied AS MATERIALIZED (
+), late AS (
     -- Alerts whose row holds a later (or this very) version: a delivery
     -- loaded late, or the second copy of an HA pair's notification.
-    SELECT * FROM input AS i
-    WHERE NOT EXISTS (SELECT FROM stored AS s
-                      WHERE s.fingerprint = i.fingerprint AND s.starts_at = i.starts_at)
-), late AS (
     SELECT alert_ingest_place_late(fingerprint, starts_at, status, ends_at, received_at)
         AS placed
-    FROM unapplied
+    FROM input AS i
+    WHERE NOT EXISTS (SELECT FROM stored AS s
+                      WHERE s.fingerprint = i.fingerprint AND s.starts_at = i.starts_at)
 ), notified AS (
     INSERT INTO notifications (receiver, status, group_key, group_labels, common_labels,
                                common_annotations, external_url, truncated_alerts,
@@ -142,9 +138,7 @@ WITH input AS (
     SET segment = EXCLUDED.segment, record_offset = EXCLUDED.record_offset,
         updated_at = EXCLUDED.updated_at
 )
-SELECT (SELECT count(*) FROM stored WHERE changed),
-       (SELECT count(*) FROM late WHERE placed),
-       ARRAY(SELECT fingerprint FROM unapplied), ARRAY(SELECT starts_at FROM unapplied)"
+SELECT (SELECT count(*) FROM stored WHERE changed), (SELECT count(*) FROM late WHERE placed)"
         )
     };
 }
@@ -225,16 +219,13 @@ pub struct Rejection<'a> {
 }
 
 /// What one committed batch did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
     /// Episodes inserted or changed (each added an event to its timeline).
     pub changed: u64,
     /// Alerts received before the version their episode's row holds whose
     /// state went into the timeline at their receipt time (see `late`).
     pub late: u64,
-    /// The alerts that changed no row: their episode holds a later version
-    /// (or this one: a batch written again). Usually none.
-    pub unapplied: Vec<Episode>,
 }
 
 #[derive(Clone)]
@@ -395,18 +386,9 @@ impl Store {
             fail::fail_point!("store::write::after_commit", |_| {
                 Err(failpoint("after_commit"))
             });
-            let fingerprints: Vec<&str> = row.get(2);
-            let starts_at: Vec<OffsetDateTime> = row.get(3);
-            let unapplied = fingerprints.iter().zip(starts_at).filter_map(|(f, s)| {
-                Some(Episode {
-                    fingerprint: Fingerprint::parse_hex(f)?,
-                    starts_at_us: unix_micros(s),
-                })
-            });
             Ok(Written {
                 changed: row.get::<_, i64>(0) as u64,
                 late: row.get::<_, i64>(1) as u64,
-                unapplied: unapplied.collect(),
             })
         })
         .await

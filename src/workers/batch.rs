@@ -9,11 +9,15 @@
 
 use std::collections::HashMap;
 
+use time::OffsetDateTime;
+
 use crate::model::{Alert, Delivery, Episode, Interner};
 use crate::store::{AlertRow, NotificationRow, Rows};
 
 struct Entry {
     alert: Alert,
+    /// When the request that supplied this version was received.
+    received_at: OffsetDateTime,
     /// Index into `Batch::jobs` of the request that supplied this version.
     job: usize,
     /// Earlier requests whose version of this episode this one replaced:
@@ -76,33 +80,33 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
         let received_at = delivery.received_at;
         let take = room.min(delivery.webhook.alerts.len());
         let slot = self.jobs.len();
-        let alerts: Vec<Alert> = delivery.webhook.alerts.drain(..take).collect();
-        self.jobs.push(job);
-        for alert in alerts {
+        for alert in delivery.webhook.alerts.drain(..take) {
             self.place(alert, slot, received_at);
         }
         self.placed += take;
+        self.jobs.push(job);
     }
 
     /// Places `alert` of request `job`, received at `received_at`. Of two
     /// versions of an episode, the one received later is written, whatever
     /// the order of the queue (two requests may be queued in the opposite
     /// order to their receipt); the other request depends on its row.
-    fn place(&mut self, alert: Alert, job: usize, received_at: time::OffsetDateTime) {
+    fn place(&mut self, alert: Alert, job: usize, received_at: OffsetDateTime) {
+        let episode = alert.episode();
         let entry = Entry {
             alert,
+            received_at,
             job,
             superseded: Vec::new(),
         };
-        let Some(&i) = self.by_episode.get(&entry.alert.episode()) else {
-            self.by_episode
-                .insert(entry.alert.episode(), self.entries.len());
+        let Some(&i) = self.by_episode.get(&episode) else {
+            self.by_episode.insert(episode, self.entries.len());
             self.entries.push(entry);
             return;
         };
         self.unchanged += 1;
         let held = &mut self.entries[i];
-        if self.jobs[held.job].as_ref().received_at > received_at {
+        if held.received_at > received_at {
             held.superseded.push(job);
         } else {
             let replaced = std::mem::replace(held, entry);
@@ -174,8 +178,6 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
-
-    use time::OffsetDateTime;
 
     use super::*;
     use crate::model::{testing, Status};

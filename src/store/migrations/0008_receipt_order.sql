@@ -110,7 +110,7 @@ BEGIN
             INSERT INTO alert_events (fingerprint, starts_at, status, ends_at, received_at,
                                       previous_until)
             VALUES (fp, sa, p.status, p.ends_at, p_until, t);
-        ELSIF NOT n_found AND (a.status, a.ends_at) IS DISTINCT FROM (l_status, l_ends) THEN
+        ELSIF (a.status, a.ends_at) IS DISTINCT FROM (l_status, l_ends) THEN
             INSERT INTO alert_events (fingerprint, starts_at, status, ends_at, received_at,
                                       previous_until)
             VALUES (fp, sa, a.status, a.ends_at, p_until, t);
