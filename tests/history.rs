@@ -365,6 +365,97 @@ async fn stats_count_the_noisiest_the_flapping_and_the_time_to_resolve() {
     assert_eq!(window["items"][0]["median_seconds"].as_f64(), Some(1800.0));
 }
 
+/// `buckets=3` over three days: each item's episodes per day. An episode
+/// starting exactly at a slice's start (2026-11-02T00:00) is in that slice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_series_count_each_slice_of_the_window() {
+    let (_db, service) = started().await;
+    let days = "since=2026-11-01T00:00:00Z&until=2026-11-04T00:00:00Z&buckets=3";
+    let top = get_json(&service, &format!("/api/v1/stats/top?{days}")).await;
+    assert_eq!(
+        top["items"],
+        json!([
+            {"value": "DiskFull", "episodes": 4, "series": [1, 2, 1]},
+            {"value": "HighLatency", "episodes": 2, "series": [1, 0, 1]},
+        ])
+    );
+    let by_severity = get_json(
+        &service,
+        &format!("/api/v1/stats/top?{days}&by=label:severity"),
+    )
+    .await;
+    assert_eq!(
+        by_severity["items"],
+        json!([
+            {"value": "critical", "episodes": 4, "series": [2, 1, 1]},
+            {"value": "warning", "episodes": 2, "series": [0, 1, 1]},
+        ])
+    );
+    let flapping = get_json(&service, &format!("/api/v1/stats/flapping?{days}")).await;
+    assert_eq!(flapping["items"][0]["series"], json!([1, 1, 1]));
+    assert_eq!(flapping["items"][0]["episodes"], 3);
+    // Without buckets, no series; durations take none.
+    let plain = get_json(&service, "/api/v1/stats/top?since=2026-11-01T00:00:00Z").await;
+    assert!(plain["items"][0].get("series").is_none(), "{plain}");
+    let (status, body) = service
+        .get("/api/v1/stats/durations?since=2026-11-01T00:00:00Z&buckets=3")
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+/// The notifications of an episode are those of its receiver and group
+/// received while it was delivered: here, one per event (every request of
+/// `store_history` is its own notification).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_episode_lists_the_notifications_that_carried_it() {
+    let (_db, service) = started().await;
+    let flapping = get_json(
+        &service,
+        "/api/v1/stats/flapping?since=2026-10-01T00:00:00Z",
+    )
+    .await;
+    let fingerprint = flapping["items"][0]["fingerprint"].as_str().unwrap();
+    let episodes = get_json(&service, &format!("/api/v1/alerts/{fingerprint}")).await;
+    for episode in episodes["items"].as_array().unwrap() {
+        let starts_at = episode["starts_at"].as_str().unwrap();
+        let notes = get_json(
+            &service,
+            &format!(
+                "/api/v1/alerts/{fingerprint}/notifications?starts_at={}",
+                starts_at.replace('+', "%2B")
+            ),
+        )
+        .await;
+        let received = |list: &Value| -> Vec<String> {
+            let items = list.as_array().unwrap().iter();
+            items
+                .map(|i| i["received_at"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            received(&notes["items"]),
+            received(&episode["events"]),
+            "{starts_at}"
+        );
+        assert_eq!(notes["items"][0]["receiver"], "test");
+        assert_eq!(notes["items"][0]["external_url"], "http://am:9093");
+    }
+    let none = get_json(
+        &service,
+        &format!("/api/v1/alerts/{fingerprint}/notifications?starts_at=2020-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(none["items"], json!([]));
+    for bad in [
+        format!("/api/v1/alerts/{fingerprint}/notifications"),
+        "/api/v1/alerts/xyz/notifications?starts_at=2020-01-01T00:00:00Z".into(),
+        format!("/api/v1/alerts/{fingerprint}/events?starts_at=2020-01-01T00:00:00Z"),
+    ] {
+        let (status, body) = service.get(&bad).await;
+        assert!(status == 400 || status == 404, "{bad}: {status} {body}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_a_json_error_naming_the_parameter() {
     let (_db, service) = started().await;
@@ -446,7 +537,7 @@ async fn every_documented_route_answers_as_documented() {
         .unwrap()
         .to_owned();
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 6, "every route is documented");
+    assert_eq!(paths.len(), 7, "every route is documented");
     for (path, item) in paths {
         let get = &item["get"];
         let mut url = path.replace("{fingerprint}", &fingerprint);

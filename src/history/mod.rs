@@ -19,7 +19,9 @@ use tokio_postgres::Row;
 
 use crate::store::Store;
 
-use params::{valid_fingerprint, AlertsQuery, Cursor, EpisodesQuery, StatsQuery};
+use params::{
+    valid_fingerprint, AlertsQuery, Cursor, EpisodesQuery, NotificationsQuery, Stat, StatsQuery,
+};
 use sql::Sql;
 
 /// The OpenAPI 3 description of these routes; a test keeps it true.
@@ -42,13 +44,22 @@ impl History {
         let route = path.strip_prefix(PREFIX).unwrap_or(path);
         let body = match route {
             "alerts" => self.alerts(AlertsQuery::parse(query)?).await?,
-            "stats/top" => self.top(StatsQuery::parse(query, true)?).await?,
-            "stats/flapping" => self.flapping(StatsQuery::parse(query, false)?).await?,
-            "stats/durations" => self.durations(StatsQuery::parse(query, false)?).await?,
+            "stats/top" => self.top(StatsQuery::parse(query, Stat::Top)?).await?,
+            "stats/flapping" => {
+                self.flapping(StatsQuery::parse(query, Stat::Flapping)?)
+                    .await?
+            }
+            "stats/durations" => {
+                self.durations(StatsQuery::parse(query, Stat::Durations)?)
+                    .await?
+            }
             "openapi.json" => return Ok(Bytes::from_static(OPENAPI.as_bytes())),
-            _ => match route.strip_prefix("alerts/") {
-                Some(fingerprint) => self.episodes(fingerprint, query).await?,
-                None => return Err(HistoryError::NotFound("no such path".into())),
+            _ => match route.strip_prefix("alerts/").map(|r| r.split_once('/')) {
+                Some(Some((fingerprint, "notifications"))) => {
+                    self.notifications(fingerprint, query).await?
+                }
+                Some(None) => self.episodes(&route["alerts/".len()..], query).await?,
+                _ => return Err(HistoryError::NotFound("no such path".into())),
             },
         };
         Ok(Bytes::from(body))
@@ -60,10 +71,7 @@ impl History {
     }
 
     async fn episodes(&self, fingerprint: &str, query: &str) -> Result<String, HistoryError> {
-        let fingerprint = valid_fingerprint(fingerprint).ok_or(HistoryError::BadParameter {
-            name: "fingerprint".into(),
-            detail: "must be 16 lowercase hex digits, as Alertmanager prints it".into(),
-        })?;
+        let fingerprint = fingerprint_param(fingerprint)?;
         let q = EpisodesQuery::parse(query)?;
         let rows = self.run(sql::episodes(fingerprint, &q.page)).await?;
         if rows.is_empty() && q.page.after.is_none() {
@@ -73,6 +81,17 @@ impl History {
         }
         let head = format!(r#""fingerprint":"{fingerprint}","#);
         Ok(page_json(&head, rows, q.page.limit))
+    }
+
+    async fn notifications(&self, fingerprint: &str, query: &str) -> Result<String, HistoryError> {
+        let fingerprint = fingerprint_param(fingerprint)?;
+        let q = NotificationsQuery::parse(query)?;
+        let rows = self.run(sql::notifications(fingerprint, &q)).await?;
+        Ok(format!(
+            r#"{{"fingerprint":"{fingerprint}","starts_at":{},"items":[{}]}}"#,
+            json_string(&rfc3339(q.starts_at)),
+            join_column(&rows, 0)
+        ))
     }
 
     async fn top(&self, q: StatsQuery) -> Result<String, HistoryError> {
@@ -94,6 +113,13 @@ impl History {
     async fn run(&self, sql: Sql) -> Result<Vec<Row>, HistoryError> {
         Ok(self.store.query(&sql.text, &sql.params()).await?)
     }
+}
+
+fn fingerprint_param(fingerprint: &str) -> Result<&str, HistoryError> {
+    valid_fingerprint(fingerprint).ok_or(HistoryError::BadParameter {
+        name: "fingerprint".into(),
+        detail: "must be 16 lowercase hex digits, as Alertmanager prints it".into(),
+    })
 }
 
 /// `{<head>"items":[…],"next_cursor":…}` from rows of `(starts_at,

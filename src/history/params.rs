@@ -17,6 +17,8 @@ pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
 /// Rows in a stats answer when `limit` is not given.
 pub const DEFAULT_STATS_LIMIT: i64 = 10;
+/// The most `buckets` a stats answer's series may have.
+pub const MAX_BUCKETS: i32 = 500;
 /// The stats window when `since` is not given.
 pub const DEFAULT_STATS_WINDOW: Duration = Duration::hours(24);
 
@@ -87,6 +89,28 @@ pub struct StatsQuery {
     pub since: OffsetDateTime,
     pub until: Option<OffsetDateTime>,
     pub by: GroupBy,
+    pub limit: i64,
+    /// `buckets=<n>`: each item also counts its episodes in `n` equal
+    /// slices of the window (a sparkline's points).
+    pub buckets: Option<i32>,
+}
+
+/// Which stats route a query is for: each takes its own parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// `stats/top`: also `by` and `buckets`.
+    Top,
+    /// `stats/flapping`: also `buckets`.
+    Flapping,
+    /// `stats/durations`.
+    Durations,
+}
+
+/// `GET /api/v1/alerts/{fingerprint}/notifications`: the episode that
+/// started at `starts_at`.
+#[derive(Debug, PartialEq)]
+pub struct NotificationsQuery {
+    pub starts_at: OffsetDateTime,
     pub limit: i64,
 }
 
@@ -173,14 +197,16 @@ impl PageParams {
 }
 
 impl StatsQuery {
-    /// `top` accepts `by`; `flapping` and `durations` do not.
-    pub fn parse(query: &str, accepts_by: bool) -> Result<StatsQuery, HistoryError> {
-        let (mut since, mut until, mut by, mut limit) = (None, None, None, None);
+    pub fn parse(query: &str, stat: Stat) -> Result<StatsQuery, HistoryError> {
+        let (mut since, mut until, mut by, mut limit, mut buckets) = (None, None, None, None, None);
         for (name, value) in pairs(query)? {
             match &*name {
                 "since" => set(&mut since, &name, parse_time(&name, &value)?)?,
                 "until" => set(&mut until, &name, parse_time(&name, &value)?)?,
-                "by" if accepts_by => set(&mut by, &name, parse_group_by(&value)?)?,
+                "by" if stat == Stat::Top => set(&mut by, &name, parse_group_by(&value)?)?,
+                "buckets" if stat != Stat::Durations => {
+                    set(&mut buckets, &name, parse_buckets(&value)?)?
+                }
                 "limit" => set(&mut limit, &name, parse_limit(&value)?)?,
                 _ => return Err(bad(&name, "unknown parameter")),
             }
@@ -190,6 +216,32 @@ impl StatsQuery {
             until,
             by: by.unwrap_or(GroupBy::Alertname),
             limit: limit.unwrap_or(DEFAULT_STATS_LIMIT),
+            buckets,
+        })
+    }
+
+    /// The end of the window a series slices: `until`, or now; never
+    /// before `since`.
+    pub fn series_end(&self) -> OffsetDateTime {
+        let end = self.until.unwrap_or_else(OffsetDateTime::now_utc);
+        end.max(self.since + time::Duration::SECOND)
+    }
+}
+
+impl NotificationsQuery {
+    pub fn parse(query: &str) -> Result<NotificationsQuery, HistoryError> {
+        let (mut starts_at, mut limit) = (None, None);
+        for (name, value) in pairs(query)? {
+            match &*name {
+                "starts_at" => set(&mut starts_at, &name, parse_time(&name, &value)?)?,
+                "limit" => set(&mut limit, &name, parse_limit(&value)?)?,
+                _ => return Err(bad(&name, "unknown parameter")),
+            }
+        }
+        Ok(NotificationsQuery {
+            starts_at: starts_at
+                .ok_or_else(|| bad("starts_at", "is required: the episode's startsAt"))?,
+            limit: limit.unwrap_or(DEFAULT_LIMIT),
         })
     }
 }
@@ -269,6 +321,16 @@ fn parse_limit(value: &str) -> Result<i64, HistoryError> {
     }
 }
 
+fn parse_buckets(value: &str) -> Result<i32, HistoryError> {
+    match value.parse::<i32>() {
+        Ok(n) if (1..=MAX_BUCKETS).contains(&n) => Ok(n),
+        _ => Err(bad(
+            "buckets",
+            &format!("must be an integer from 1 to {MAX_BUCKETS}"),
+        )),
+    }
+}
+
 fn parse_group_by(value: &str) -> Result<GroupBy, HistoryError> {
     match value.strip_prefix("label:") {
         Some(name) if !name.is_empty() => Ok(GroupBy::Label(name.into())),
@@ -321,12 +383,32 @@ mod tests {
         assert_eq!(rejected(AlertsQuery::parse("cursor=xyz")), "cursor");
         assert_eq!(rejected(AlertsQuery::parse("limit=1&limit=2")), "limit");
         assert_eq!(rejected(AlertsQuery::parse("offset=100")), "offset");
-        assert_eq!(rejected(StatsQuery::parse("by=job", true)), "by");
-        assert_eq!(rejected(StatsQuery::parse("by=alertname", false)), "by");
+        assert_eq!(rejected(StatsQuery::parse("by=job", Stat::Top)), "by");
+        assert_eq!(
+            rejected(StatsQuery::parse("by=alertname", Stat::Flapping)),
+            "by"
+        );
         assert_eq!(rejected(EpisodesQuery::parse("status=firing")), "status");
         assert_eq!(rejected(AlertsQuery::parse("alertname=a%00b")), "alertname");
         assert_eq!(rejected(AlertsQuery::parse("label=a=%00")), "label");
-        assert_eq!(rejected(StatsQuery::parse("by=label:%00", true)), "by");
+        assert_eq!(rejected(StatsQuery::parse("by=label:%00", Stat::Top)), "by");
+        assert_eq!(
+            rejected(StatsQuery::parse("buckets=0", Stat::Top)),
+            "buckets"
+        );
+        assert_eq!(
+            rejected(StatsQuery::parse("buckets=501", Stat::Flapping)),
+            "buckets"
+        );
+        assert_eq!(
+            rejected(StatsQuery::parse("buckets=5", Stat::Durations)),
+            "buckets"
+        );
+        assert_eq!(rejected(NotificationsQuery::parse("limit=5")), "starts_at");
+        assert_eq!(
+            rejected(NotificationsQuery::parse("starts_at=x")),
+            "starts_at"
+        );
         assert_eq!(
             rejected(AlertsQuery::parse("since=0000-12-31T00:00:00Z")),
             "since"
@@ -355,13 +437,29 @@ mod tests {
 
     #[test]
     fn stats_default_to_the_last_day_by_alertname() {
-        let q = StatsQuery::parse("", true).unwrap();
+        let q = StatsQuery::parse("", Stat::Top).unwrap();
         assert_eq!(q.by, GroupBy::Alertname);
         assert_eq!(q.limit, DEFAULT_STATS_LIMIT);
         let age = OffsetDateTime::now_utc() - q.since;
         assert!((age - DEFAULT_STATS_WINDOW).abs() < Duration::seconds(5));
-        let q = StatsQuery::parse("by=label:namespace&limit=3", true).unwrap();
+        let q = StatsQuery::parse("by=label:namespace&limit=3", Stat::Top).unwrap();
         assert_eq!(q.by, GroupBy::Label("namespace".into()));
         assert_eq!(q.limit, 3);
+        assert_eq!(q.buckets, None);
+    }
+
+    #[test]
+    fn a_series_slices_the_window_up_to_until_or_now() {
+        let q = StatsQuery::parse(
+            "since=2026-11-01T00:00:00Z&until=2026-11-02T00:00:00Z&buckets=24",
+            Stat::Flapping,
+        )
+        .unwrap();
+        assert_eq!(q.buckets, Some(24));
+        assert_eq!(q.series_end(), datetime!(2026-11-02 00:00 UTC));
+        let q = StatsQuery::parse("since=2026-11-01T00:00:00Z", Stat::Top).unwrap();
+        assert!(OffsetDateTime::now_utc() - q.series_end() < Duration::seconds(5));
+        let future = StatsQuery::parse("since=9000-01-01T00:00:00Z", Stat::Top).unwrap();
+        assert!(future.series_end() > future.since);
     }
 }

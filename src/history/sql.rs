@@ -8,7 +8,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::model::json_object;
 
-use super::params::{AlertsQuery, GroupBy, Page, StatsQuery};
+use super::params::{AlertsQuery, GroupBy, NotificationsQuery, Page, StatsQuery};
 
 /// One episode as the API shows it (`a` is the `alerts` row).
 const EPISODE_JSON: &str = "jsonb_build_object(
@@ -114,6 +114,33 @@ pub fn episodes(fingerprint: &str, q: &Page) -> Sql {
     page(sql, q)
 }
 
+/// `GET /api/v1/alerts/{fingerprint}/notifications`: the notifications
+/// that carried the episode, oldest first. Alertmanager sends a group's
+/// every alert in each of its notifications, and a notification row keeps
+/// its group's labels and receiver, not its alerts: so, the notifications
+/// to the episode's receiver whose group labels its labels contain,
+/// received from its first stored delivery to its latest.
+pub fn notifications(fingerprint: &str, q: &NotificationsQuery) -> Sql {
+    let mut sql = Sql::new(String::new());
+    let fingerprint = sql.bind(fingerprint.to_owned());
+    let starts_at = sql.bind(q.starts_at);
+    let limit = sql.bind(q.limit);
+    sql.text = format!(
+        "SELECT jsonb_build_object(
+             'received_at', n.received_at, 'receiver', n.receiver, 'status', n.status,
+             'group_key', n.group_key, 'group_labels', n.group_labels,
+             'alert_count', n.alert_count, 'truncated_alerts', n.truncated_alerts,
+             'external_url', n.external_url)::text
+         FROM alerts a JOIN notifications n
+           ON n.receiver = a.receiver AND a.labels @> n.group_labels
+          AND n.received_at >= a.first_seen_at
+          AND n.received_at <= COALESCE(a.version_at, a.updated_at)
+         WHERE a.fingerprint = {fingerprint} AND a.starts_at = {starts_at}
+         ORDER BY n.received_at, n.request_id LIMIT {limit}"
+    );
+    sql
+}
+
 /// Keyset pagination: after the cursor, newest first, one row more than the
 /// page so that the caller knows whether another page follows.
 fn page(mut sql: Sql, page: &Page) -> Sql {
@@ -140,9 +167,10 @@ pub fn top(q: &StatsQuery) -> Sql {
         GroupBy::Alertname => "alertname".to_owned(),
         GroupBy::Label(name) => format!("labels ->> {}", sql.bind(name.clone())),
     };
+    let (bucket, picked, series) = series_parts(&mut sql, q, "value");
     sql.text = format!(
-        "SELECT jsonb_build_object('value', value, 'episodes', episodes)::text FROM (
-         SELECT {value} AS value, count(*) AS episodes FROM alerts WHERE true"
+        "WITH counted AS (
+             SELECT {value} AS value, {bucket} AS bucket, count(*) AS n FROM alerts WHERE true"
     );
     if let GroupBy::Label(_) = q.by {
         // Episodes without the label are not counted under a null value.
@@ -151,7 +179,11 @@ pub fn top(q: &StatsQuery) -> Sql {
     window(&mut sql, q.since, q.until);
     let limit = sql.bind(q.limit);
     sql.text.push_str(&format!(
-        " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}) t ORDER BY episodes DESC, value"
+        " GROUP BY 1, 2),
+         top AS (SELECT value, sum(n)::bigint AS episodes FROM counted
+                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}){picked}
+         SELECT jsonb_build_object('value', t.value, 'episodes', t.episodes{series})::text
+         FROM top t ORDER BY t.episodes DESC, t.value"
     ));
     sql
 }
@@ -159,25 +191,64 @@ pub fn top(q: &StatsQuery) -> Sql {
 /// `GET /api/v1/stats/flapping`: the label sets with the most episodes
 /// (two or more) in the window, with the latest episode's name and labels.
 pub fn flapping(q: &StatsQuery) -> Sql {
-    let mut sql = Sql::new(
-        "WITH top AS (
-             SELECT fingerprint, count(*) AS episodes, max(starts_at) AS last_starts_at
+    let mut sql = Sql::new(String::new());
+    let (bucket, picked, series) = series_parts(&mut sql, q, "fingerprint");
+    sql.text = format!(
+        "WITH counted AS (
+             SELECT fingerprint, {bucket} AS bucket, count(*) AS n,
+                    max(starts_at) AS last_starts_at
              FROM alerts WHERE true"
-            .into(),
     );
     window(&mut sql, q.since, q.until);
     let limit = sql.bind(q.limit);
     sql.text.push_str(&format!(
-        " GROUP BY fingerprint HAVING count(*) > 1
-          ORDER BY episodes DESC, fingerprint LIMIT {limit})
+        " GROUP BY 1, 2),
+         top AS (SELECT fingerprint, sum(n)::bigint AS episodes,
+                        max(last_starts_at) AS last_starts_at
+                 FROM counted GROUP BY fingerprint HAVING sum(n) > 1
+                 ORDER BY episodes DESC, fingerprint LIMIT {limit}){picked}
          SELECT jsonb_build_object('fingerprint', t.fingerprint, 'episodes', t.episodes,
                                    'alertname', a.alertname, 'labels', a.labels,
-                                   'last_starts_at', t.last_starts_at)::text
+                                   'last_starts_at', t.last_starts_at{series})::text
          FROM top t JOIN alerts a
            ON a.fingerprint = t.fingerprint AND a.starts_at = t.last_starts_at
          ORDER BY t.episodes DESC, t.fingerprint"
     ));
     sql
+}
+
+/// For `buckets=<n>`: the expression that puts an episode in its slice of
+/// the window (1..=n); a CTE `picked` of the `top` rows' counts per slice
+/// (one pass over `counted`, grouped by `key` and slice); and the
+/// `'series', […]` member that lists a top row's count in each slice,
+/// zeros included. Without it, every episode is in slice 0 and there is
+/// no series.
+fn series_parts(sql: &mut Sql, q: &StatsQuery, key: &str) -> (String, String, String) {
+    let Some(buckets) = q.buckets else {
+        return ("0".into(), String::new(), String::new());
+    };
+    let start = sql.bind(unix_seconds(q.since));
+    let end = sql.bind(unix_seconds(q.series_end()));
+    let buckets = sql.bind(buckets);
+    // An episode stamped after `end` (no `until`, a clock ahead) counts
+    // in the last slice.
+    let bucket = format!(
+        "LEAST(width_bucket(extract(epoch FROM starts_at)::float8, {start}::float8, \
+         {end}::float8, {buckets}::int), {buckets}::int)"
+    );
+    let picked = format!(
+        ", picked AS (SELECT c.{key}, c.bucket, c.n FROM counted c JOIN top USING ({key}))"
+    );
+    let series = format!(
+        ", 'series', (SELECT jsonb_agg(COALESCE(p.n, 0) ORDER BY s.i)
+                      FROM generate_series(1, {buckets}::int) AS s(i)
+                      LEFT JOIN picked p ON p.{key} = t.{key} AND p.bucket = s.i)"
+    );
+    (bucket, picked, series)
+}
+
+fn unix_seconds(t: OffsetDateTime) -> f64 {
+    t.unix_timestamp_nanos() as f64 / 1e9
 }
 
 /// `GET /api/v1/stats/durations`: time to resolve (`ends_at - starts_at`)
