@@ -394,6 +394,25 @@ async fn stats_series_count_each_slice_of_the_window() {
     let flapping = get_json(&service, &format!("/api/v1/stats/flapping?{days}")).await;
     assert_eq!(flapping["items"][0]["series"], json!([1, 1, 1]));
     assert_eq!(flapping["items"][0]["episodes"], 3);
+    // The alerts filters narrow every stat.
+    let service = &service;
+    let filtered = |route: &str, filters: &str| {
+        let path = format!("/api/v1/stats/{route}?since=2026-10-01T00:00:00Z&{filters}");
+        async move { get_json(service, &path).await["items"].clone() }
+    };
+    assert_eq!(
+        filtered("top", "label=instance=a").await,
+        json!([{"value": "DiskFull", "episodes": 3}])
+    );
+    let resolved = filtered("flapping", "status=resolved").await;
+    assert_eq!(resolved[0]["episodes"], 2, "A1 and A2 resolved, A3 firing");
+    let latency = filtered("durations", "alertname=HighLatency").await;
+    assert_eq!(latency.as_array().unwrap().len(), 1);
+    assert_eq!(latency[0]["alertname"], "HighLatency");
+    assert_eq!(
+        filtered("top", "status=firing&alertname=Nope").await,
+        json!([])
+    );
     // Without buckets, no series; durations take none.
     let plain = get_json(&service, "/api/v1/stats/top?since=2026-11-01T00:00:00Z").await;
     assert!(plain["items"][0].get("series").is_none(), "{plain}");

@@ -25,14 +25,34 @@ pub const DEFAULT_STATS_WINDOW: Duration = Duration::hours(24);
 /// `GET /api/v1/alerts`.
 #[derive(Debug, Default, PartialEq)]
 pub struct AlertsQuery {
-    pub status: Option<Status>,
-    pub alertname: Option<String>,
-    /// `label=<name>=<value>`, any number: the episode's labels contain them all.
-    pub labels: Vec<(String, String)>,
+    pub filters: Filters,
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
     pub active_at: Option<OffsetDateTime>,
     pub page: Page,
+}
+
+/// What an episode must be to be listed or counted: the same parameters
+/// for `alerts` and every stats route.
+#[derive(Debug, Default, PartialEq)]
+pub struct Filters {
+    pub status: Option<Status>,
+    pub alertname: Option<String>,
+    /// `label=<name>=<value>`, any number: the episode's labels contain them all.
+    pub labels: Vec<(String, String)>,
+}
+
+impl Filters {
+    /// Takes `name=value` if it is a filter: whether it was one.
+    fn take(&mut self, name: &str, value: &str) -> Result<bool, HistoryError> {
+        match name {
+            "status" => set(&mut self.status, name, parse_status(value)?)?,
+            "alertname" => set(&mut self.alertname, name, value.to_owned())?,
+            "label" => self.labels.push(parse_label(value)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
 }
 
 /// `GET /api/v1/alerts/{fingerprint}`.
@@ -86,6 +106,7 @@ impl Cursor {
 /// `/api/v1/stats/durations`.
 #[derive(Debug, PartialEq)]
 pub struct StatsQuery {
+    pub filters: Filters,
     pub since: OffsetDateTime,
     pub until: Option<OffsetDateTime>,
     pub by: GroupBy,
@@ -140,10 +161,10 @@ impl AlertsQuery {
         let mut q = AlertsQuery::default();
         let mut page = PageParams::default();
         for (name, value) in pairs(query)? {
+            if q.filters.take(&name, &value)? {
+                continue;
+            }
             match &*name {
-                "status" => set(&mut q.status, &name, parse_status(&value)?)?,
-                "alertname" => set(&mut q.alertname, &name, value.into_owned())?,
-                "label" => q.labels.push(parse_label(&value)?),
                 "since" => set(&mut q.since, &name, parse_time(&name, &value)?)?,
                 "until" => set(&mut q.until, &name, parse_time(&name, &value)?)?,
                 "active_at" => set(&mut q.active_at, &name, parse_time(&name, &value)?)?,
@@ -198,8 +219,12 @@ impl PageParams {
 
 impl StatsQuery {
     pub fn parse(query: &str, stat: Stat) -> Result<StatsQuery, HistoryError> {
+        let mut filters = Filters::default();
         let (mut since, mut until, mut by, mut limit, mut buckets) = (None, None, None, None, None);
         for (name, value) in pairs(query)? {
+            if filters.take(&name, &value)? {
+                continue;
+            }
             match &*name {
                 "since" => set(&mut since, &name, parse_time(&name, &value)?)?,
                 "until" => set(&mut until, &name, parse_time(&name, &value)?)?,
@@ -212,6 +237,7 @@ impl StatsQuery {
             }
         }
         Ok(StatsQuery {
+            filters,
             since: since.unwrap_or_else(|| OffsetDateTime::now_utc() - DEFAULT_STATS_WINDOW),
             until,
             by: by.unwrap_or(GroupBy::Alertname),
@@ -359,10 +385,10 @@ mod tests {
              &active_at=2026-11-01T12:00:00Z&limit=5",
         )
         .unwrap();
-        assert_eq!(q.status, Some(Status::Firing));
-        assert_eq!(q.alertname.as_deref(), Some("Disk Full"));
+        assert_eq!(q.filters.status, Some(Status::Firing));
+        assert_eq!(q.filters.alertname.as_deref(), Some("Disk Full"));
         assert_eq!(
-            q.labels,
+            q.filters.labels,
             vec![("job".into(), "node".into()), ("env".into(), "a=b".into())]
         );
         assert_eq!(q.since, Some(datetime!(2026-11-01 00:00 UTC)));
@@ -446,6 +472,14 @@ mod tests {
         assert_eq!(q.by, GroupBy::Label("namespace".into()));
         assert_eq!(q.limit, 3);
         assert_eq!(q.buckets, None);
+        let q = StatsQuery::parse(
+            "label=job=node&status=resolved&alertname=A",
+            Stat::Durations,
+        );
+        let filters = q.unwrap().filters;
+        assert_eq!(filters.labels, vec![("job".into(), "node".into())]);
+        assert_eq!(filters.status, Some(Status::Resolved));
+        assert_eq!(filters.alertname.as_deref(), Some("A"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::model::json_object;
 
-use super::params::{AlertsQuery, GroupBy, NotificationsQuery, Page, StatsQuery};
+use super::params::{AlertsQuery, Filters, GroupBy, NotificationsQuery, Page, StatsQuery};
 
 /// One episode as the API shows it (`a` is the `alerts` row).
 const EPISODE_JSON: &str = "jsonb_build_object(
@@ -71,20 +71,7 @@ pub fn alerts(q: &AlertsQuery) -> Sql {
     let mut sql = Sql::new(format!(
         "SELECT a.starts_at, a.fingerprint, {EPISODE_JSON}::text FROM alerts a WHERE true"
     ));
-    if let Some(status) = q.status {
-        let status = sql.bind(status.as_str());
-        sql.and(&format!("a.status = {status}"));
-    }
-    if let Some(alertname) = &q.alertname {
-        let alertname = sql.bind(alertname.clone());
-        sql.and(&format!("a.alertname = {alertname}"));
-    }
-    if !q.labels.is_empty() {
-        // jsonb containment, answered by the GIN index on labels.
-        let wanted = json_object(|| q.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let wanted = sql.bind(wanted);
-        sql.and(&format!("a.labels @> {wanted}::text::jsonb"));
-    }
+    filter(&mut sql, &q.filters, "a.");
     if let Some(since) = q.since {
         let since = sql.bind(since);
         sql.and(&format!("a.starts_at >= {since}"));
@@ -177,6 +164,7 @@ pub fn top(q: &StatsQuery) -> Sql {
         sql.and(&format!("{value} IS NOT NULL"));
     }
     window(&mut sql, q.since, q.until);
+    filter(&mut sql, &q.filters, "");
     let limit = sql.bind(q.limit);
     sql.text.push_str(&format!(
         " GROUP BY 1, 2),
@@ -200,6 +188,7 @@ pub fn flapping(q: &StatsQuery) -> Sql {
              FROM alerts WHERE true"
     );
     window(&mut sql, q.since, q.until);
+    filter(&mut sql, &q.filters, "");
     let limit = sql.bind(q.limit);
     sql.text.push_str(&format!(
         " GROUP BY 1, 2),
@@ -268,12 +257,31 @@ pub fn durations(q: &StatsQuery) -> Sql {
             .into(),
     );
     window(&mut sql, q.since, q.until);
+    filter(&mut sql, &q.filters, "");
     let limit = sql.bind(q.limit);
     sql.text.push_str(&format!(
         ") r GROUP BY alertname ORDER BY resolved DESC, alertname LIMIT {limit}) t
          ORDER BY resolved DESC, alertname"
     ));
     sql
+}
+
+/// The filters' conditions on `alerts` (its columns prefixed by `table`).
+fn filter(sql: &mut Sql, f: &Filters, table: &str) {
+    if let Some(status) = f.status {
+        let status = sql.bind(status.as_str());
+        sql.and(&format!("{table}status = {status}"));
+    }
+    if let Some(alertname) = &f.alertname {
+        let alertname = sql.bind(alertname.clone());
+        sql.and(&format!("{table}alertname = {alertname}"));
+    }
+    if !f.labels.is_empty() {
+        // jsonb containment, answered by the GIN index on labels.
+        let wanted = json_object(|| f.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let wanted = sql.bind(wanted);
+        sql.and(&format!("{table}labels @> {wanted}::text::jsonb"));
+    }
 }
 
 fn window(sql: &mut Sql, since: OffsetDateTime, until: Option<OffsetDateTime>) {
