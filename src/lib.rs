@@ -29,7 +29,8 @@
 //! - [`store`]: PostgreSQL pool, migrations, the one-statement batch write,
 //!   error classification.
 //!
-//! The read side: [`history`], the `/api/v1/` history API, on its own pool;
+//! The read side: [`history`], the `/api/v1/` history API, on its own pool,
+//! and [`page`], the built-in page at `/` that draws it;
 //! and beside the pipeline, [`retention`]: time partitions and old history.
 //!
 //! Around them: [`model`] (leaf types), [`config`], [`telemetry`] (metrics),
@@ -45,6 +46,7 @@ pub mod history;
 pub mod ingress;
 pub mod loader;
 pub mod model;
+pub mod page;
 pub mod parse;
 pub mod queue;
 pub mod replay;

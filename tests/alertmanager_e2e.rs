@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 
 use alert_ingest::config::Durability;
 use common::proxy::FaultProxy;
-use common::{count, eventually, test_config, Service, TestDb};
+use common::{count, eventually, free_port, test_config, Service, TestDb};
 
 const DEFAULT_ALERTMANAGER_BIN: &str = "/usr/bin/prometheus-alertmanager";
 /// Alertmanager starts in well under a second; 20 s only bounds a broken start.
@@ -876,11 +876,6 @@ receivers:
 
 /// A loopback port nobody listens on right now (the race with other
 /// processes until Alertmanager binds it is accepted).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()))
 }

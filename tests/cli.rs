@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use alert_ingest::config::ENV_SPOOL_DIR;
-use common::{count, fixture, Client, TestDb};
+use common::{count, fixture, free_port, Client, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_alert-ingest");
 const REPO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
@@ -335,14 +335,6 @@ async fn json_logs_have_one_line_per_request_and_error_kinds() {
                 && l["fields"]["kind"] == "invalid_json"),
         "the refusal with its kind:\n{output}"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

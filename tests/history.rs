@@ -414,7 +414,7 @@ async fn stats_series_count_each_slice_of_the_window() {
         json!([])
     );
     // Without buckets, no series; durations take none.
-    let plain = get_json(&service, "/api/v1/stats/top?since=2026-11-01T00:00:00Z").await;
+    let plain = get_json(service, "/api/v1/stats/top?since=2026-11-01T00:00:00Z").await;
     assert!(plain["items"][0].get("series").is_none(), "{plain}");
     let (status, body) = service
         .get("/api/v1/stats/durations?since=2026-11-01T00:00:00Z&buckets=3")

@@ -5,6 +5,7 @@
 #                          (installs, starts and creates the role as needed)
 #   ensure_database NAME - creates database NAME if it does not exist
 #   ensure_alertmanager  - installs Debian's prometheus-alertmanager if missing
+#   ensure_chromium      - installs Debian's chromium and chromium-driver if missing
 #   ensure_standby       - a streaming standby of it on 127.0.0.1:5433 (cluster
 #                          <version>/standby, made with pg_basebackup)
 #   stop_standby         - stops that standby (it replays all the primary's WAL)
@@ -97,6 +98,15 @@ ensure_alertmanager() {
     if [ ! -x /usr/bin/prometheus-alertmanager ]; then
         apt_install prometheus-alertmanager
         echo "alertmanager: installed prometheus-alertmanager"
+    fi
+}
+
+# Debian's Chromium and its ChromeDriver, for tests/page.rs and
+# scripts/screenshots (a font, so that text renders the same everywhere).
+ensure_chromium() {
+    if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+        apt_install chromium chromium-driver fonts-dejavu-core
+        echo "chromium: installed chromium and chromium-driver"
     fi
 }
 

@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 use bytes::{Buf, Bytes};
 use http_body_util::Full;
 use hyper::body::Body;
-use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, IF_NONE_MATCH};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -37,6 +37,7 @@ use crate::config::{LimitsConfig, ServerConfig};
 use crate::history::{self, History};
 use crate::model::Interner;
 use crate::model::{next_request_id, Webhook};
+use crate::page;
 use crate::parse;
 use crate::queue::{Failure, Job, Queue};
 use crate::spool::AppendError;
@@ -184,6 +185,8 @@ impl Ingress {
             (&Method::GET, "/readyz") => self.ready().await,
             (&Method::GET, "/metrics") => Ok(self.metrics_text()),
             (&Method::GET, path) if path.starts_with(history::PREFIX) => self.history(&req).await,
+            (&Method::GET, path) if page::is_page_path(path) => self.page(&req),
+            (_, path) if page::is_page_path(path) => Err(IngressError::MethodNotAllowed("GET")),
             (_, path) if path.starts_with(history::PREFIX) => {
                 Err(IngressError::MethodNotAllowed("GET"))
             }
@@ -328,6 +331,21 @@ impl Ingress {
             .get(uri.path(), uri.query().unwrap_or(""))
             .await?;
         Ok(json_bytes_response(StatusCode::OK, body))
+    }
+
+    /// The built-in page or one of its assets: the same credentials as
+    /// the API it reads.
+    fn page<B>(&self, req: &Request<B>) -> Result<HttpResponse, IngressError> {
+        self.reloadable.load().auth.check(req.headers())?;
+        let asset = page::asset(req.uri().path()).ok_or(IngressError::NotFound)?;
+        let fresh = asset.matches(req.headers().get(IF_NONE_MATCH));
+        let body = if fresh { &[][..] } else { asset.body };
+        let mut response = Response::new(Full::new(Bytes::from_static(body)));
+        if fresh {
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+        }
+        response.headers_mut().extend(asset.headers());
+        Ok(response)
     }
 
     /// Ready when a webhook would be answered 200 now: in `durability:

@@ -34,6 +34,12 @@ pub fn fixture_names() -> Vec<String> {
     names
 }
 
+/// A port nothing listens on right now (for a child process to bind).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 pub fn admin_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
 }

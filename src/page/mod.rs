@@ -1,0 +1,164 @@
+//! The built-in history page: `GET /` and its assets under `/assets/`,
+//! compiled into the binary, so it needs no build step, no Node and no
+//! network beyond this service (an air-gapped network gets the same page).
+//! Plain HTML, CSS and JavaScript: the page reads the history API
+//! ([`crate::history`]) with the browser's own credentials, draws the
+//! timeline on a canvas and the sparklines as inline SVG.
+//!
+//! Every response forbids, by Content-Security-Policy, any request to
+//! another origin: the page cannot send anything to a third party even if
+//! a stored label or annotation tried to make it.
+
+use std::sync::LazyLock;
+
+use hyper::header::{
+    HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG,
+    REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+};
+
+/// The page's own URL.
+pub const INDEX: &str = "/";
+/// Where its assets are served.
+pub const ASSETS: &str = "/assets/";
+
+/// Only this origin, for everything; no inline script or style; no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                   img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+                   form-action 'self'; frame-ancestors 'none'";
+
+/// One file of the page.
+pub struct Asset {
+    pub content_type: &'static str,
+    pub body: &'static [u8],
+    /// A strong validator: the FNV-1a of the body, so a browser revalidates
+    /// (`Cache-Control: no-cache`) and gets a 304 until the binary changes.
+    pub etag: HeaderValue,
+}
+
+struct File {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const FILES: &[File] = &[
+    File {
+        path: INDEX,
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("assets/index.html"),
+    },
+    File {
+        path: "/assets/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("assets/app.js"),
+    },
+    File {
+        path: "/assets/style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("assets/style.css"),
+    },
+    File {
+        path: "/assets/favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("assets/favicon.svg"),
+    },
+];
+
+static ASSETS_BY_PATH: LazyLock<Vec<(&'static str, Asset)>> = LazyLock::new(|| {
+    FILES
+        .iter()
+        .map(|f| {
+            let etag = format!("\"{:016x}\"", fnv1a(f.body));
+            let asset = Asset {
+                content_type: f.content_type,
+                body: f.body,
+                etag: HeaderValue::from_str(&etag).expect("hex digits in quotes"),
+            };
+            (f.path, asset)
+        })
+        .collect()
+});
+
+/// The asset at `path`, if the page has one there.
+pub fn asset(path: &str) -> Option<&'static Asset> {
+    ASSETS_BY_PATH
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, a)| a)
+}
+
+/// Whether `path` belongs to the page (an unknown one is then a 404).
+pub fn is_page_path(path: &str) -> bool {
+    path == INDEX || path.starts_with(ASSETS)
+}
+
+impl Asset {
+    /// Whether `If-None-Match` already names this version.
+    pub fn matches(&self, if_none_match: Option<&HeaderValue>) -> bool {
+        if_none_match.is_some_and(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|tag| tag.trim_ascii() == self.etag.as_bytes() || tag.trim_ascii() == b"*")
+        })
+    }
+
+    /// The headers of a 200 or 304 for this asset.
+    pub fn headers(&self) -> [(HeaderName, HeaderValue); 6] {
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(self.content_type)),
+            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (ETAG, self.etag.clone()),
+            (CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+            (X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            // A click on a generatorURL or runbook link does not tell that
+            // site where the page is.
+            (REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        ]
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(bytes);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_is_served_with_its_type_and_a_validator() {
+        for f in FILES {
+            let a = asset(f.path).unwrap();
+            assert!(!a.body.is_empty(), "{}", f.path);
+            assert!(is_page_path(f.path));
+            assert!(a.matches(Some(&a.etag)));
+            assert!(!a.matches(Some(&HeaderValue::from_static("\"0\""))));
+            assert!(!a.matches(None));
+        }
+        assert!(asset("/assets/missing.js").is_none());
+        assert!(!is_page_path("/api/v1/alerts"));
+    }
+
+    /// The page names its assets by the paths served here, and nothing
+    /// outside this origin (CSP would refuse it anyway).
+    #[test]
+    fn the_page_refers_only_to_its_own_assets() {
+        let html = std::str::from_utf8(asset(INDEX).unwrap().body).unwrap();
+        for reference in html
+            .split(['"', '\''])
+            .filter(|s| s.starts_with("/assets/"))
+        {
+            assert!(asset(reference).is_some(), "{reference} is not served");
+        }
+        for file in FILES {
+            // An SVG namespace is a name, never fetched.
+            let text = String::from_utf8_lossy(file.body).replace("http://www.w3.org/2000/svg", "");
+            for scheme in ["http://", "https://", "//cdn", "@import"] {
+                assert!(!text.contains(scheme), "{} names another origin", file.path);
+            }
+        }
+    }
+}
