@@ -154,11 +154,18 @@ pub fn top(q: &StatsQuery) -> Sql {
         GroupBy::Alertname => "alertname".to_owned(),
         GroupBy::Label(name) => format!("labels ->> {}", sql.bind(name.clone())),
     };
-    let (bucket, picked, series) = series_parts(&mut sql, q, "value");
-    sql.text = format!(
-        "WITH counted AS (
-             SELECT {value} AS value, {bucket} AS bucket, count(*) AS n FROM alerts WHERE true"
-    );
+    let series = Series::bind(&mut sql, q);
+    sql.text = match &series {
+        None => format!(
+            "SELECT jsonb_build_object('value', value, 'episodes', episodes)::text FROM (
+             SELECT {value} AS value, count(*) AS episodes FROM alerts WHERE true"
+        ),
+        Some(s) => format!(
+            "WITH counted AS (
+             SELECT {value} AS value, {} AS bucket, count(*) AS n FROM alerts WHERE true",
+            s.bucket
+        ),
+    };
     if let GroupBy::Label(_) = q.by {
         // Episodes without the label are not counted under a null value.
         sql.and(&format!("{value} IS NOT NULL"));
@@ -166,13 +173,20 @@ pub fn top(q: &StatsQuery) -> Sql {
     window(&mut sql, q.since, q.until);
     filter(&mut sql, &q.filters, "");
     let limit = sql.bind(q.limit);
-    sql.text.push_str(&format!(
-        " GROUP BY 1, 2),
-         top AS (SELECT value, sum(n)::bigint AS episodes FROM counted
-                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}){picked}
-         SELECT jsonb_build_object('value', t.value, 'episodes', t.episodes{series})::text
-         FROM top t ORDER BY t.episodes DESC, t.value"
-    ));
+    sql.text.push_str(&match &series {
+        None => format!(
+            " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}) t ORDER BY episodes DESC, value"
+        ),
+        Some(s) => format!(
+            " GROUP BY 1, 2),
+             top AS (SELECT value, sum(n)::bigint AS episodes FROM counted
+                     GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}){}
+             SELECT jsonb_build_object('value', t.value, 'episodes', t.episodes{})::text
+             FROM top t ORDER BY t.episodes DESC, t.value",
+            s.picked("value"),
+            s.member("value")
+        ),
+    });
     sql
 }
 
@@ -180,64 +194,53 @@ pub fn top(q: &StatsQuery) -> Sql {
 /// (two or more) in the window, with the latest episode's name and labels.
 pub fn flapping(q: &StatsQuery) -> Sql {
     let mut sql = Sql::new(String::new());
-    let (bucket, picked, series) = series_parts(&mut sql, q, "fingerprint");
-    sql.text = format!(
-        "WITH counted AS (
-             SELECT fingerprint, {bucket} AS bucket, count(*) AS n,
-                    max(starts_at) AS last_starts_at
+    let series = Series::bind(&mut sql, q);
+    sql.text = match &series {
+        None => "WITH top AS (
+             SELECT fingerprint, count(*) AS episodes, max(starts_at) AS last_starts_at
              FROM alerts WHERE true"
-    );
+            .into(),
+        Some(s) => format!(
+            "WITH counted AS (
+             SELECT fingerprint, {} AS bucket, count(*) AS n, max(starts_at) AS last_starts_at
+             FROM alerts WHERE true",
+            s.bucket
+        ),
+    };
     window(&mut sql, q.since, q.until);
     filter(&mut sql, &q.filters, "");
     let limit = sql.bind(q.limit);
+    let (top, picked, member) = match &series {
+        None => (
+            format!(
+                " GROUP BY fingerprint HAVING count(*) > 1
+                  ORDER BY episodes DESC, fingerprint LIMIT {limit})"
+            ),
+            String::new(),
+            String::new(),
+        ),
+        Some(s) => (
+            format!(
+                " GROUP BY 1, 2),
+                 top AS (SELECT fingerprint, sum(n)::bigint AS episodes,
+                                max(last_starts_at) AS last_starts_at
+                         FROM counted GROUP BY fingerprint HAVING sum(n) > 1
+                         ORDER BY episodes DESC, fingerprint LIMIT {limit})"
+            ),
+            s.picked("fingerprint"),
+            s.member("fingerprint"),
+        ),
+    };
     sql.text.push_str(&format!(
-        " GROUP BY 1, 2),
-         top AS (SELECT fingerprint, sum(n)::bigint AS episodes,
-                        max(last_starts_at) AS last_starts_at
-                 FROM counted GROUP BY fingerprint HAVING sum(n) > 1
-                 ORDER BY episodes DESC, fingerprint LIMIT {limit}){picked}
+        "{top}{picked}
          SELECT jsonb_build_object('fingerprint', t.fingerprint, 'episodes', t.episodes,
                                    'alertname', a.alertname, 'labels', a.labels,
-                                   'last_starts_at', t.last_starts_at{series})::text
+                                   'last_starts_at', t.last_starts_at{member})::text
          FROM top t JOIN alerts a
            ON a.fingerprint = t.fingerprint AND a.starts_at = t.last_starts_at
          ORDER BY t.episodes DESC, t.fingerprint"
     ));
     sql
-}
-
-/// For `buckets=<n>`: the expression that puts an episode in its slice of
-/// the window (1..=n); a CTE `picked` of the `top` rows' counts per slice
-/// (one pass over `counted`, grouped by `key` and slice); and the
-/// `'series', […]` member that lists a top row's count in each slice,
-/// zeros included. Without it, every episode is in slice 0 and there is
-/// no series.
-fn series_parts(sql: &mut Sql, q: &StatsQuery, key: &str) -> (String, String, String) {
-    let Some(buckets) = q.buckets else {
-        return ("0".into(), String::new(), String::new());
-    };
-    let start = sql.bind(unix_seconds(q.since));
-    let end = sql.bind(unix_seconds(q.series_end()));
-    let buckets = sql.bind(buckets);
-    // An episode stamped after `end` (no `until`, a clock ahead) counts
-    // in the last slice.
-    let bucket = format!(
-        "LEAST(width_bucket(extract(epoch FROM starts_at)::float8, {start}::float8, \
-         {end}::float8, {buckets}::int), {buckets}::int)"
-    );
-    let picked = format!(
-        ", picked AS (SELECT c.{key}, c.bucket, c.n FROM counted c JOIN top USING ({key}))"
-    );
-    let series = format!(
-        ", 'series', (SELECT jsonb_agg(COALESCE(p.n, 0) ORDER BY s.i)
-                      FROM generate_series(1, {buckets}::int) AS s(i)
-                      LEFT JOIN picked p ON p.{key} = t.{key} AND p.bucket = s.i)"
-    );
-    (bucket, picked, series)
-}
-
-fn unix_seconds(t: OffsetDateTime) -> f64 {
-    t.unix_timestamp_nanos() as f64 / 1e9
 }
 
 /// `GET /api/v1/stats/durations`: time to resolve (`ends_at - starts_at`)
@@ -266,6 +269,50 @@ pub fn durations(q: &StatsQuery) -> Sql {
     sql
 }
 
+/// `buckets=<n>`: a stat counts each item's episodes per equal slice of
+/// the window. Without it, the statements are those before series existed.
+struct Series {
+    /// Puts an episode in its slice, 1..=n.
+    bucket: String,
+    buckets: String,
+}
+
+impl Series {
+    fn bind(sql: &mut Sql, q: &StatsQuery) -> Option<Series> {
+        let buckets = q.buckets?;
+        let start = sql.bind(unix_seconds(q.since));
+        let end = sql.bind(unix_seconds(q.series_end()));
+        let buckets = sql.bind(buckets);
+        // An episode stamped after `end` (no `until`, a clock ahead) counts
+        // in the last slice.
+        let bucket = format!(
+            "LEAST(width_bucket(extract(epoch FROM starts_at)::float8, {start}::float8, \
+             {end}::float8, {buckets}::int), {buckets}::int)"
+        );
+        Some(Series { bucket, buckets })
+    }
+
+    /// The `top` rows' counts per slice, in one pass over `counted`
+    /// (grouped by `key` and slice).
+    fn picked(&self, key: &str) -> String {
+        format!(", picked AS (SELECT c.{key}, c.bucket, c.n FROM counted c JOIN top USING ({key}))")
+    }
+
+    /// `'series', […]`: a top row's count in each slice, zeros included.
+    fn member(&self, key: &str) -> String {
+        let buckets = &self.buckets;
+        format!(
+            ", 'series', (SELECT jsonb_agg(COALESCE(p.n, 0) ORDER BY s.i)
+                          FROM generate_series(1, {buckets}::int) AS s(i)
+                          LEFT JOIN picked p ON p.{key} = t.{key} AND p.bucket = s.i)"
+        )
+    }
+}
+
+fn unix_seconds(t: OffsetDateTime) -> f64 {
+    t.unix_timestamp_nanos() as f64 / 1e9
+}
+
 /// The filters' conditions on `alerts` (its columns prefixed by `table`).
 fn filter(sql: &mut Sql, f: &Filters, table: &str) {
     if let Some(status) = f.status {
@@ -290,5 +337,41 @@ fn window(sql: &mut Sql, since: OffsetDateTime, until: Option<OffsetDateTime>) {
     if let Some(until) = until {
         let until = sql.bind(until);
         sql.and(&format!("starts_at < {until}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::params::Stat;
+
+    /// `load/history-10m.sh` EXPLAINs copies of the stats statements; they
+    /// must be the statements served (without `buckets` or filters).
+    #[test]
+    fn the_10m_scripts_copies_are_the_statements_served() {
+        let script = include_str!("../../load/history-10m.sh");
+        let copy = |name: &str| {
+            let start = script.find(&format!("\n{name}=\"")).expect(name) + name.len() + 3;
+            let text = &script[start..start + script[start..].find('"').unwrap()];
+            words(&text.replace("\\$", "$"))
+        };
+        let since = "since=2026-11-01T00:00:00Z";
+        let served = |query: &str, stat| words(&stats_sql(query, stat).text);
+        assert_eq!(copy("TOP"), served(since, Stat::Top));
+        let by_label = format!("{since}&by=label:namespace");
+        assert_eq!(copy("TOP_LABEL"), served(&by_label, Stat::Top));
+        assert_eq!(copy("FLAPPING"), served(since, Stat::Flapping));
+    }
+
+    fn stats_sql(query: &str, stat: Stat) -> Sql {
+        let q = StatsQuery::parse(query, stat).unwrap();
+        match stat {
+            Stat::Flapping => flapping(&q),
+            _ => top(&q),
+        }
+    }
+
+    fn words(s: &str) -> String {
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 }
