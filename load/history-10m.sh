@@ -440,6 +440,31 @@ time_request "/api/v1/stats/flapping?since=T-7d" "/api/v1/stats/flapping?since=$
 time_request "/api/v1/stats/flapping?since=T-30d" "/api/v1/stats/flapping?since=$month_ago"
 time_request "/api/v1/stats/durations?since=T-24h" "/api/v1/stats/durations?since=$day_ago"
 time_request "/api/v1/stats/durations?since=T-30d" "/api/v1/stats/durations?since=$month_ago"
+# What the history page (src/page/) asks: the timeline's pages of 1000
+# (those started in the window, then those firing at its start), the
+# noisy and flapping tables with 48-point sparklines, with and without a
+# label filter, and an episode's notifications.
+hour_ago=$(iso $((t0 - DAY / 24)))
+time_request "page: /api/v1/alerts?since=T-1h&limit=1000" "/api/v1/alerts?since=$hour_ago&limit=1000"
+time_request "page: /api/v1/alerts?since=T-24h&limit=1000" "/api/v1/alerts?since=$day_ago&limit=1000"
+time_request "page: /api/v1/alerts?active_at=T-24h&limit=1000" \
+    "/api/v1/alerts?active_at=$day_ago&limit=1000"
+for window in "T-24h $day_ago" "T-7d $week_ago" "T-30d $month_ago"; do
+    read -r name since <<<"$window"
+    time_request "page: /api/v1/stats/top?since=$name&limit=20&buckets=48" \
+        "/api/v1/stats/top?since=$since&limit=20&buckets=48"
+    time_request "page: /api/v1/stats/flapping?since=$name&limit=20&buckets=48" \
+        "/api/v1/stats/flapping?since=$since&limit=20&buckets=48"
+done
+time_request "page: /api/v1/stats/top?since=T-30d&label=namespace=$namespace&buckets=48" \
+    "/api/v1/stats/top?since=$month_ago&label=namespace%3D$namespace&limit=20&buckets=48"
+time_request "page: /api/v1/stats/flapping?since=T-30d&label=namespace=$namespace&buckets=48" \
+    "/api/v1/stats/flapping?since=$month_ago&label=namespace%3D$namespace&limit=20&buckets=48"
+latest=$(curl -fs "$base/api/v1/alerts/$flapping?limit=1" | jq -r '.items[0].starts_at // empty') || true
+if [ -n "$latest" ]; then
+    time_request "page: /api/v1/alerts/$flapping/notifications?starts_at=<latest>" \
+        "/api/v1/alerts/$flapping/notifications?starts_at=$(jq -rn --arg t "$latest" '$t|@uri')"
+fi
 kill -TERM "$svc"
 wait "$svc" || log "service exited with $? (see its log below)"
 svc=""

@@ -874,8 +874,6 @@ receivers:
     )
 }
 
-/// A loopback port nobody listens on right now (the race with other
-/// processes until Alertmanager binds it is accepted).
 fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()))
 }

@@ -413,6 +413,21 @@ async fn stats_series_count_each_slice_of_the_window() {
         filtered("top", "status=firing&alertname=Nope").await,
         json!([])
     );
+    // Without until, the series ends now; an episode stamped later (a
+    // clock ahead) counts in the last slice; an empty window has no rows.
+    let ahead = alert(LATENCY_WEB, "2030-01-01T00:00:00Z", None);
+    let (status, answer) = service.post(webhook(vec![ahead])).await;
+    assert_eq!(status, 200, "{answer}");
+    service.settled().await;
+    let open = get_json(
+        service,
+        "/api/v1/stats/top?since=2026-11-01T00:00:00Z&buckets=2",
+    )
+    .await;
+    assert_eq!(open["items"][1]["value"], "HighLatency", "{open}");
+    assert_eq!(open["items"][1]["series"], json!([2, 1]), "{open}");
+    let empty = "/api/v1/stats/top?since=2026-11-02T00:00:00Z&until=2026-11-02T00:00:00Z&buckets=3";
+    assert_eq!(get_json(service, empty).await["items"], json!([]));
     // Without buckets, no series; durations take none.
     let plain = get_json(service, "/api/v1/stats/top?since=2026-11-01T00:00:00Z").await;
     assert!(plain["items"][0].get("series").is_none(), "{plain}");
@@ -420,6 +435,54 @@ async fn stats_series_count_each_slice_of_the_window() {
         .get("/api/v1/stats/durations?since=2026-11-01T00:00:00Z&buckets=3")
         .await;
     assert_eq!(status, 400, "{body}");
+}
+
+/// Not the notifications of another receiver, nor of a group whose common
+/// labels the episode does not have, even while it fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_episodes_notifications_are_its_receivers_and_its_groups() {
+    let db = TestDb::create().await;
+    let service = Service::start(test_config(&db.url)).await;
+    let starts = "2026-11-01T00:00:00Z";
+    let send = |receiver: &str, common: Value, alerts: Vec<Value>| {
+        let mut body: Value = serde_json::from_str(&webhook(alerts)).unwrap();
+        body["receiver"] = json!(receiver);
+        body["commonLabels"] = common;
+        body.to_string()
+    };
+    let mine = alert(DISK_A, starts, None);
+    let other = alert(LATENCY_API, starts, None);
+    for body in [
+        send("test", json!({"alertname": "DiskFull"}), vec![mine.clone()]),
+        send("pager", json!({}), vec![other.clone()]),
+        send("test", json!({"alertname": "HighLatency"}), vec![other]),
+        send(
+            "test",
+            json!({"alertname": "DiskFull"}),
+            vec![alert(DISK_A, starts, Some("2026-11-01T01:00:00Z"))],
+        ),
+    ] {
+        let (status, answer) = service.post(body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    service.settled().await;
+    let fingerprint = get_json(&service, "/api/v1/alerts?alertname=DiskFull").await["items"][0]
+        ["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let notes = get_json(
+        &service,
+        &format!("/api/v1/alerts/{fingerprint}/notifications?starts_at={starts}"),
+    )
+    .await;
+    let statuses: Vec<&Value> = notes["items"].as_array().unwrap().iter().collect();
+    assert_eq!(
+        statuses.len(),
+        2,
+        "its firing and its resolution only: {notes}"
+    );
+    assert!(statuses.iter().all(|n| n["receiver"] == "test"), "{notes}");
 }
 
 /// The notifications of an episode are those of its receiver and group
@@ -465,13 +528,19 @@ async fn an_episode_lists_the_notifications_that_carried_it() {
     )
     .await;
     assert_eq!(none["items"], json!([]));
-    for bad in [
-        format!("/api/v1/alerts/{fingerprint}/notifications"),
-        "/api/v1/alerts/xyz/notifications?starts_at=2020-01-01T00:00:00Z".into(),
-        format!("/api/v1/alerts/{fingerprint}/events?starts_at=2020-01-01T00:00:00Z"),
+    for (bad, expected) in [
+        (format!("/api/v1/alerts/{fingerprint}/notifications"), 400),
+        (
+            "/api/v1/alerts/xyz/notifications?starts_at=2020-01-01T00:00:00Z".into(),
+            400,
+        ),
+        (
+            format!("/api/v1/alerts/{fingerprint}/events?starts_at=2020-01-01T00:00:00Z"),
+            404,
+        ),
     ] {
         let (status, body) = service.get(&bad).await;
-        assert!(status == 400 || status == 404, "{bad}: {status} {body}");
+        assert_eq!(status, expected, "{bad}: {body}");
     }
 }
 

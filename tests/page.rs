@@ -10,6 +10,7 @@
 mod common;
 
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use fantoccini::{Client as Driver, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
-use common::{fixture, fixture_names, free_port, test_config, Service, TestDb};
+use common::{fixture, fixture_names, free_port, test_config, webhook, Service, TestDb};
 
 const DEFAULT_CHROMIUM_BIN: &str = "/usr/bin/chromium";
 const DEFAULT_CHROMEDRIVER_BIN: &str = "/usr/bin/chromedriver";
@@ -31,7 +32,9 @@ const WINDOW: &str = "since=2026-11-23T00:00:00Z&until=2026-11-24T00:00:00Z";
 const WINDOW_SQL: &str =
     "starts_at >= '2026-11-23T00:00:00Z' AND starts_at < '2026-11-24T00:00:00Z'";
 
-/// ChromeDriver and a session of headless Chromium; both end with it.
+/// ChromeDriver and a session of headless Chromium. `close` ends the
+/// session (Chromium exits); dropped without it, ChromeDriver's process
+/// group, Chromium included, is killed.
 struct Browser {
     driver: Child,
     client: Driver,
@@ -48,6 +51,7 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(profile.path().join("chromedriver.log")).unwrap())
@@ -172,9 +176,16 @@ impl Browser {
     }
 }
 
+impl Browser {
+    async fn close(self) {
+        self.client.clone().close().await.unwrap();
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.wait();
     }
 }
@@ -281,14 +292,30 @@ async fn the_timeline_holds_one_row_per_stored_label_set() {
     let summary = browser.texts("#summary").await.concat();
     let counted = format!("{} label sets, {episodes} episodes", stored.len());
     assert!(summary.starts_with(&counted), "{summary}");
-    // The canvas drew bars: it is not blank where the first row is.
-    let painted = browser
-        .js("const c = document.getElementById('bars');
-             const d = c.getContext('2d').getImageData(0, 0, c.width, 22 * devicePixelRatio).data;
-             let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;")
+    // The canvas drew the first row's first episode in its severity's
+    // colour, in the middle of its bar.
+    let pixel = browser
+        .js(
+            "const c = document.getElementById('bars');
+             const e = timeline.rows[0].episodes[0];
+             const [x0, x1] = barOf(e, c.clientWidth, Date.now());
+             const r = devicePixelRatio;
+             const d = c.getContext('2d').getImageData(Math.round((x0 + x1) / 2 * r), Math.round(11 * r), 1, 1).data;
+             const hex = cssVar('--' + severityOf(e.labels)).slice(1);
+             const want = [0, 2, 4].map((i) => parseInt(hex.slice(i, i + 2), 16));
+             return { got: Array.from(d.slice(0, 3)), want, alpha: d[3] };",
+        )
         .await;
-    assert!(painted.as_u64().unwrap() > 100, "bars drawn: {painted}");
+    let channel = |key: &str, i: usize| pixel[key][i].as_i64().unwrap();
+    for i in 0..3 {
+        assert!(
+            (channel("got", i) - channel("want", i)).abs() <= 2,
+            "{pixel}"
+        );
+    }
+    assert!(pixel["alpha"].as_i64().unwrap() > 200, "{pixel}");
     browser.assert_clean(&service).await;
+    browser.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,6 +355,7 @@ async fn filtering_by_a_label_leaves_only_the_matching_rows() {
         .await
         .is_empty());
     browser.assert_clean(&service).await;
+    browser.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,6 +429,7 @@ async fn the_episode_view_shows_its_events_source_and_notifications() {
     let url = browser.client.current_url().await.unwrap();
     assert!(!url.as_str().contains("fingerprint="), "{url}");
     browser.assert_clean(&service).await;
+    browser.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,6 +465,14 @@ async fn noisy_and_flapping_show_the_stats_with_sparklines() {
         lines.iter().all(|p| p.split(' ').count() == 48),
         "{lines:?}"
     );
+    // Each sparkline's points add up to its row's episodes.
+    let series = browser.attributes("#noisy svg.spark", "aria-label").await;
+    let episodes = browser.texts("#noisy tbody td.num").await;
+    for (points, count) in series.iter().zip(&episodes) {
+        let counts = points.rsplit(": ").next().unwrap().split(", ");
+        let sum: i64 = counts.map(|n| n.parse::<i64>().unwrap()).sum();
+        assert_eq!(sum.to_string(), *count, "{points}");
+    }
     // The HighLatency label sets fired twice: they flap.
     let flapping = browser
         .attributes("#flapping tbody tr", "data-fingerprint")
@@ -470,6 +507,53 @@ async fn noisy_and_flapping_show_the_stats_with_sparklines() {
         .await;
     assert_eq!(payments, ["HighLatency"]);
     browser.assert_clean(&service).await;
+    browser.close().await;
+}
+
+/// Labels and annotations are data, never markup or script: a label set
+/// built to inject HTML, and `javascript:` links, render as text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_labels_and_links_render_as_text() {
+    let db = TestDb::create().await;
+    let service = Service::start_ready(test_config(&db.url)).await;
+    let pwn = "document.title='pwned'";
+    let name = format!("<img src=x onerror=\"{pwn}\">");
+    let body = webhook(vec![json!({
+        "status": "firing",
+        "labels": {"alertname": name, "severity": "critical",
+                   "x": format!("<script>{pwn}</script>")},
+        "annotations": {"runbook_url": format!("javascript:{pwn}"), "summary": "<b>bold</b>"},
+        "startsAt": "2026-11-23T19:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": format!("javascript:{pwn}"),
+    })]);
+    let (status, answer) = service.post(body).await;
+    assert_eq!(status, 200, "{answer}");
+    service.settled().await;
+    let browser = Browser::start().await;
+    browser.open(&service, &format!("/?{WINDOW}")).await;
+    assert_eq!(browser.texts("#rows .row .name").await, [name]);
+    let row = browser
+        .client
+        .find(Locator::Css("#rows .row"))
+        .await
+        .unwrap();
+    browser.redraw(row.click()).await.unwrap();
+    let shown = browser.texts("#episode-body .kv dd").await.join("\n");
+    assert!(shown.contains(&format!("javascript:{pwn}")), "{shown}");
+    assert!(shown.contains("<b>bold</b>"), "{shown}");
+    let injected = "img, script:not([src]), a[href^='javascript'], b";
+    assert!(browser
+        .client
+        .find_all(Locator::Css(injected))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        browser.client.title().await.unwrap(),
+        "Alert history · alert-ingest"
+    );
+    browser.assert_clean(&service).await;
+    browser.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -514,11 +598,31 @@ async fn the_page_takes_the_api_credentials_and_revalidates() {
             .http
             .get(url(path))
             .basic_auth("sre", Some("s3cret"))
-            .header("if-none-match", etag)
+            .header("if-none-match", etag.clone())
             .send()
             .await
             .unwrap();
         assert_eq!(again.status(), 304, "{path}");
+        let weak = format!("W/{}", etag.to_str().unwrap());
+        let again = service
+            .http
+            .get(url(path))
+            .basic_auth("sre", Some("s3cret"))
+            .header("if-none-match", weak)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "a weak tag matches too: {path}");
+        let head = service
+            .http
+            .head(url(path))
+            .basic_auth("sre", Some("s3cret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200, "{path}");
+        assert_eq!(head.headers()["etag"], etag);
+        assert!(head.bytes().await.unwrap().is_empty());
     }
     let missing = service
         .http

@@ -102,11 +102,15 @@ pub fn episodes(fingerprint: &str, q: &Page) -> Sql {
 }
 
 /// `GET /api/v1/alerts/{fingerprint}/notifications`: the notifications
-/// that carried the episode, oldest first. Alertmanager sends a group's
-/// every alert in each of its notifications, and a notification row keeps
-/// its group's labels and receiver, not its alerts: so, the notifications
-/// to the episode's receiver whose group labels its labels contain,
-/// received from its first stored delivery to its latest.
+/// that carried the episode, oldest first. A notification row keeps its
+/// group's receiver and the labels common to the alerts it carried, not
+/// the alerts: so, the notifications to the episode's receiver whose
+/// common labels its labels contain, received from its first stored
+/// delivery to its latest. (Common labels, not group labels: two routes to
+/// one receiver grouping differently are told apart, and an alert a
+/// truncated notification left out need not have them.) The lateral scan
+/// is bounded by the episode's own receipt times, so it reads only the
+/// partitions and the index range of its lifetime.
 pub fn notifications(fingerprint: &str, q: &NotificationsQuery) -> Sql {
     let mut sql = Sql::new(String::new());
     let fingerprint = sql.bind(fingerprint.to_owned());
@@ -118,12 +122,14 @@ pub fn notifications(fingerprint: &str, q: &NotificationsQuery) -> Sql {
              'group_key', n.group_key, 'group_labels', n.group_labels,
              'alert_count', n.alert_count, 'truncated_alerts', n.truncated_alerts,
              'external_url', n.external_url)::text
-         FROM alerts a JOIN notifications n
-           ON n.receiver = a.receiver AND a.labels @> n.group_labels
-          AND n.received_at >= a.first_seen_at
-          AND n.received_at <= COALESCE(a.version_at, a.updated_at)
+         FROM alerts a CROSS JOIN LATERAL (
+             SELECT * FROM notifications n
+             WHERE n.received_at >= a.first_seen_at
+               AND n.received_at <= COALESCE(a.version_at, a.updated_at)
+               AND n.receiver = a.receiver AND a.labels @> n.common_labels
+             ORDER BY n.received_at, n.request_id DESC LIMIT {limit}) n
          WHERE a.fingerprint = {fingerprint} AND a.starts_at = {starts_at}
-         ORDER BY n.received_at, n.request_id LIMIT {limit}"
+         ORDER BY n.received_at, n.request_id DESC"
     );
     sql
 }
@@ -154,39 +160,30 @@ pub fn top(q: &StatsQuery) -> Sql {
         GroupBy::Alertname => "alertname".to_owned(),
         GroupBy::Label(name) => format!("labels ->> {}", sql.bind(name.clone())),
     };
-    let series = Series::bind(&mut sql, q);
-    sql.text = match &series {
-        None => format!(
-            "SELECT jsonb_build_object('value', value, 'episodes', episodes)::text FROM (
-             SELECT {value} AS value, count(*) AS episodes FROM alerts WHERE true"
-        ),
-        Some(s) => format!(
-            "WITH counted AS (
-             SELECT {value} AS value, {} AS bucket, count(*) AS n FROM alerts WHERE true",
-            s.bucket
-        ),
-    };
     if let GroupBy::Label(_) = q.by {
         // Episodes without the label are not counted under a null value.
         sql.and(&format!("{value} IS NOT NULL"));
     }
-    window(&mut sql, q.since, q.until);
-    filter(&mut sql, &q.filters, "");
+    let conditions = conditions(&mut sql, q);
     let limit = sql.bind(q.limit);
-    sql.text.push_str(&match &series {
+    let top = format!(
+        "SELECT {value} AS value, count(*) AS episodes FROM alerts WHERE true{conditions}
+         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}"
+    );
+    sql.text = match Series::bind(&mut sql, q) {
         None => format!(
-            " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}) t ORDER BY episodes DESC, value"
+            "SELECT jsonb_build_object('value', value, 'episodes', episodes)::text FROM (
+             {top}) t ORDER BY episodes DESC, value"
         ),
-        Some(s) => format!(
-            " GROUP BY 1, 2),
-             top AS (SELECT value, sum(n)::bigint AS episodes FROM counted
-                     GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {limit}){}
-             SELECT jsonb_build_object('value', t.value, 'episodes', t.episodes{})::text
-             FROM top t ORDER BY t.episodes DESC, t.value",
-            s.picked("value"),
-            s.member("value")
+        Some(series) => format!(
+            "WITH top AS (
+             {top}){}
+             SELECT jsonb_build_object('value', t.value, 'episodes', t.episodes,
+                                       'series', s.points)::text
+             FROM top t JOIN series s ON s.value = t.value ORDER BY t.episodes DESC, t.value",
+            series.cte("value", &value, &conditions)
         ),
-    });
+    };
     sql
 }
 
@@ -194,53 +191,41 @@ pub fn top(q: &StatsQuery) -> Sql {
 /// (two or more) in the window, with the latest episode's name and labels.
 pub fn flapping(q: &StatsQuery) -> Sql {
     let mut sql = Sql::new(String::new());
-    let series = Series::bind(&mut sql, q);
-    sql.text = match &series {
-        None => "WITH top AS (
-             SELECT fingerprint, count(*) AS episodes, max(starts_at) AS last_starts_at
-             FROM alerts WHERE true"
-            .into(),
-        Some(s) => format!(
-            "WITH counted AS (
-             SELECT fingerprint, {} AS bucket, count(*) AS n, max(starts_at) AS last_starts_at
-             FROM alerts WHERE true",
-            s.bucket
-        ),
-    };
-    window(&mut sql, q.since, q.until);
-    filter(&mut sql, &q.filters, "");
+    let conditions = conditions(&mut sql, q);
     let limit = sql.bind(q.limit);
-    let (top, picked, member) = match &series {
-        None => (
-            format!(
-                " GROUP BY fingerprint HAVING count(*) > 1
-                  ORDER BY episodes DESC, fingerprint LIMIT {limit})"
-            ),
-            String::new(),
-            String::new(),
-        ),
-        Some(s) => (
-            format!(
-                " GROUP BY 1, 2),
-                 top AS (SELECT fingerprint, sum(n)::bigint AS episodes,
-                                max(last_starts_at) AS last_starts_at
-                         FROM counted GROUP BY fingerprint HAVING sum(n) > 1
-                         ORDER BY episodes DESC, fingerprint LIMIT {limit})"
-            ),
-            s.picked("fingerprint"),
-            s.member("fingerprint"),
+    let top = format!(
+        "SELECT fingerprint, count(*) AS episodes, max(starts_at) AS last_starts_at
+         FROM alerts WHERE true{conditions}
+         GROUP BY fingerprint HAVING count(*) > 1
+         ORDER BY episodes DESC, fingerprint LIMIT {limit}"
+    );
+    let (cte, member, join) = match Series::bind(&mut sql, q) {
+        None => (String::new(), "", ""),
+        Some(series) => (
+            series.cte("fingerprint", "fingerprint", &conditions),
+            ", 'series', s.points",
+            " JOIN series s ON s.fingerprint = t.fingerprint",
         ),
     };
-    sql.text.push_str(&format!(
-        "{top}{picked}
+    sql.text = format!(
+        "WITH top AS (
+         {top}){cte}
          SELECT jsonb_build_object('fingerprint', t.fingerprint, 'episodes', t.episodes,
                                    'alertname', a.alertname, 'labels', a.labels,
                                    'last_starts_at', t.last_starts_at{member})::text
          FROM top t JOIN alerts a
-           ON a.fingerprint = t.fingerprint AND a.starts_at = t.last_starts_at
+           ON a.fingerprint = t.fingerprint AND a.starts_at = t.last_starts_at{join}
          ORDER BY t.episodes DESC, t.fingerprint"
-    ));
+    );
     sql
+}
+
+/// The window's and the filters' conditions (` AND …`), bound once: a
+/// series repeats them.
+fn conditions(sql: &mut Sql, q: &StatsQuery) -> String {
+    window(sql, q.since, q.until);
+    filter(sql, &q.filters, "");
+    std::mem::take(&mut sql.text)
 }
 
 /// `GET /api/v1/stats/durations`: time to resolve (`ends_at - starts_at`)
@@ -269,8 +254,9 @@ pub fn durations(q: &StatsQuery) -> Sql {
     sql
 }
 
-/// `buckets=<n>`: a stat counts each item's episodes per equal slice of
-/// the window. Without it, the statements are those before series existed.
+/// `buckets=<n>`: a stat also counts each of its rows' episodes per equal
+/// slice of the window. Without it, the statements are those before
+/// series existed.
 struct Series {
     /// Puts an episode in its slice, 1..=n.
     bucket: String,
@@ -292,19 +278,22 @@ impl Series {
         Some(Series { bucket, buckets })
     }
 
-    /// The `top` rows' counts per slice, in one pass over `counted`
-    /// (grouped by `key` and slice).
-    fn picked(&self, key: &str) -> String {
-        format!(", picked AS (SELECT c.{key}, c.bucket, c.n FROM counted c JOIN top USING ({key}))")
-    }
-
-    /// `'series', […]`: a top row's count in each slice, zeros included.
-    fn member(&self, key: &str) -> String {
-        let buckets = &self.buckets;
+    /// `series`: each `top` row's count per slice, zeros included. Counted
+    /// after `top` is known, over its keys' episodes only (`expr` is the
+    /// key's expression on `alerts`, `conditions` the same window and
+    /// filters): a second pass over the few top keys, through their index
+    /// where they have one, not a count of every key per slice.
+    fn cte(&self, key: &str, expr: &str, conditions: &str) -> String {
+        let (bucket, buckets) = (&self.bucket, &self.buckets);
         format!(
-            ", 'series', (SELECT jsonb_agg(COALESCE(p.n, 0) ORDER BY s.i)
-                          FROM generate_series(1, {buckets}::int) AS s(i)
-                          LEFT JOIN picked p ON p.{key} = t.{key} AND p.bucket = s.i)"
+            ", series AS (
+                 SELECT t.{key}, jsonb_agg(COALESCE(c.n, 0) ORDER BY s.i) AS points
+                 FROM top t CROSS JOIN generate_series(1, {buckets}::int) AS s(i)
+                 LEFT JOIN (
+                     SELECT {expr} AS {key}, {bucket} AS bucket, count(*) AS n
+                     FROM alerts WHERE true{conditions} AND {expr} IN (SELECT {key} FROM top)
+                     GROUP BY 1, 2) c ON c.{key} = t.{key} AND c.bucket = s.i
+                 GROUP BY t.{key})"
         )
     }
 }

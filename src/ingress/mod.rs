@@ -185,8 +185,11 @@ impl Ingress {
             (&Method::GET, "/readyz") => self.ready().await,
             (&Method::GET, "/metrics") => Ok(self.metrics_text()),
             (&Method::GET, path) if path.starts_with(history::PREFIX) => self.history(&req).await,
-            (&Method::GET, path) if page::is_page_path(path) => self.page(&req),
-            (_, path) if page::is_page_path(path) => Err(IngressError::MethodNotAllowed("GET")),
+            // HEAD as GET: hyper sends the headers and drops the body.
+            (&Method::GET | &Method::HEAD, path) if page::is_page_path(path) => self.page(&req),
+            (_, path) if page::is_page_path(path) => {
+                Err(IngressError::MethodNotAllowed("GET, HEAD"))
+            }
             (_, path) if path.starts_with(history::PREFIX) => {
                 Err(IngressError::MethodNotAllowed("GET"))
             }

@@ -93,12 +93,15 @@ pub fn is_page_path(path: &str) -> bool {
 }
 
 impl Asset {
-    /// Whether `If-None-Match` already names this version.
+    /// Whether `If-None-Match` already names this version. The weak
+    /// comparison RFC 9110 §13.1.2 asks of it: a proxy that compresses may
+    /// hand back the tag as `W/"…"`.
     pub fn matches(&self, if_none_match: Option<&HeaderValue>) -> bool {
         if_none_match.is_some_and(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|tag| tag.trim_ascii() == self.etag.as_bytes() || tag.trim_ascii() == b"*")
+            v.as_bytes().split(|&b| b == b',').any(|tag| {
+                let tag = tag.trim_ascii();
+                tag == b"*" || tag.strip_prefix(b"W/").unwrap_or(tag) == self.etag.as_bytes()
+            })
         })
     }
 
@@ -135,6 +138,8 @@ mod tests {
             assert!(!a.body.is_empty(), "{}", f.path);
             assert!(is_page_path(f.path));
             assert!(a.matches(Some(&a.etag)));
+            let weak = format!("\"x\", W/{}", a.etag.to_str().unwrap());
+            assert!(a.matches(Some(&HeaderValue::from_str(&weak).unwrap())));
             assert!(!a.matches(Some(&HeaderValue::from_static("\"0\""))));
             assert!(!a.matches(None));
         }

@@ -34,7 +34,8 @@ pub fn fixture_names() -> Vec<String> {
     names
 }
 
-/// A port nothing listens on right now (for a child process to bind).
+/// A loopback port nobody listens on right now, for a child process to
+/// bind (the race with other processes until it does is accepted).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()

@@ -122,18 +122,46 @@ function cssVar(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
-class ApiError extends Error {}
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
 
-async function getJson(path, params) {
+/** `signal` aborts it when a newer view replaces the one that asked. */
+async function getJson(path, params, signal) {
   const url = API + path + (params && params.toString() ? "?" + params : "");
-  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  const response = await fetch(url, { headers: { Accept: "application/json" }, signal });
   const text = await response.text();
   let body;
   try { body = JSON.parse(text); } catch (_) { body = { error: "bad_answer", detail: text.slice(0, 200) }; }
   if (!response.ok) {
-    throw new ApiError(`${url}: ${response.status} ${body.error || ""}: ${body.detail || ""}`);
+    throw new ApiError(`${url}: ${response.status} ${body.error || ""}: ${body.detail || ""}`, response.status);
   }
   return body;
+}
+
+/**
+ * Views replace each other: a newer one aborts the older one's requests,
+ * and an older answer arriving late never draws over a newer view.
+ */
+class Views {
+  constructor() { this.controller = null; }
+
+  /** A signal for a new view; the previous one is aborted. */
+  next() {
+    if (this.controller) this.controller.abort();
+    this.controller = new AbortController();
+    return this.controller.signal;
+  }
+}
+
+const superseded = (error) => error && error.name === "AbortError";
+
+/** Throws an AbortError if `signal`'s view was replaced meanwhile. */
+function live(signal) {
+  if (signal.aborted) throw new DOMException("replaced by a newer view", "AbortError");
 }
 
 function showError(error) {
@@ -153,13 +181,14 @@ const timeline = {
 };
 
 /** Every episode overlapping the window: started in it, or started before and still firing at its start. */
-async function loadEpisodes(state, range) {
+async function loadEpisodes(state, range, signal) {
   const episodes = new Map();
   let truncated = false;
   const take = async (params) => {
-    params.set("limit", PAGE_LIMIT);
     for (;;) {
-      const page = await getJson("alerts", params);
+      const room = MAX_EPISODES - episodes.size;
+      params.set("limit", String(Math.min(PAGE_LIMIT, room)));
+      const page = await getJson("alerts", params, signal);
       for (const e of page.items) episodes.set(e.fingerprint + "@" + e.starts_at, e);
       if (!page.next_cursor) return;
       if (episodes.size >= MAX_EPISODES) { truncated = true; return; }
@@ -167,11 +196,13 @@ async function loadEpisodes(state, range) {
     }
   };
   await take(filterParams(state, range));
-  const before = filterParams(state, range);
-  before.delete("since");
-  before.delete("until");
-  before.set("active_at", iso(range[0]));
-  await take(before);
+  if (!truncated) {
+    const before = filterParams(state, range);
+    before.delete("since");
+    before.delete("until");
+    before.set("active_at", iso(range[0]));
+    await take(before);
+  }
   return { episodes: [...episodes.values()], truncated };
 }
 
@@ -218,10 +249,11 @@ function nameByDifferences(rows) {
   }
 }
 
-async function showTimeline(state) {
+async function showTimeline(state, signal) {
   const range = windowOf(state);
   $("summary").textContent = "Loading…";
-  const { episodes, truncated } = await loadEpisodes(state, range);
+  const { episodes, truncated } = await loadEpisodes(state, range, signal);
+  live(signal);
   timeline.rows = groupRows(episodes);
   timeline.range = range;
   renderRows();
@@ -231,7 +263,7 @@ async function showTimeline(state) {
   $("summary").textContent =
     `${n} label set${n === 1 ? "" : "s"}, ${episodes.length} episode${episodes.length === 1 ? "" : "s"} ` +
     `from ${fmtTime(range[0])} to ${state.until ? fmtTime(range[1]) : "now"} UTC` +
-    (truncated ? ` — stopped at ${MAX_EPISODES} episodes: narrow the window or the filters to see the rest` : "");
+    (truncated ? ` — only the newest ${MAX_EPISODES} episodes: the window's oldest are left out; narrow the window or the filters` : "");
   $("timeline").dataset.rows = String(n);
   $("timeline").dataset.episodes = String(episodes.length);
   $("timeline").dataset.loaded = "true";
@@ -416,70 +448,91 @@ function wireTimeline() {
 // ---- the episode view ---------------------------------------------------
 
 let lastFocus = null;
+const episodeViews = new Views();
 
 function openEpisode(fingerprint, startsAt) {
   const state = readState();
   state.fingerprint = fingerprint;
   state.startsAt = startsAt;
   writeState(state);
-  showEpisode(state).catch(showError).finally(markReady);
+  showEpisode(state, episodeViews.next())
+    .catch((error) => { if (!superseded(error)) showError(error); })
+    .finally(markReady);
 }
 
-/** Every view ends here: tests and scripts/screenshots wait for it. */
+/** Every view ends here: tests and load/page-render.sh wait for it. */
 function markReady() {
   document.body.dataset.ready = "true";
+  performance.mark("view-ready"); // load/page-render.sh reads it
 }
 
 function closeEpisode() {
   const state = readState();
   if (!state.fingerprint) return;
+  episodeViews.next();
   state.fingerprint = state.startsAt = "";
   writeState(state);
   $("episode").hidden = true;
   if (lastFocus && document.contains(lastFocus)) lastFocus.focus();
 }
 
-/** The episode's page of its label set's history, following cursors until found. */
-async function findEpisode(fingerprint, startsAt) {
+const EPISODE_PAGES = 20; // of 100: how far back an episode is looked for
+
+/** The episode in its label set's history, following cursors until found. */
+async function findEpisode(fingerprint, startsAt, signal) {
   const wanted = Date.parse(startsAt);
   const params = new URLSearchParams({ limit: "100" });
-  let all = [];
-  for (let pages = 0; pages < 20; pages++) {
-    const page = await getJson(`alerts/${encodeURIComponent(fingerprint)}`, params);
-    all = all.concat(page.items);
-    const found = page.items.find((e) => Date.parse(e.starts_at) === wanted);
-    if (found || !page.next_cursor) return { episode: found, siblings: all };
+  let siblings = [];
+  for (let pages = 0; pages < EPISODE_PAGES; pages++) {
+    let page;
+    try {
+      page = await getJson(`alerts/${encodeURIComponent(fingerprint)}`, params, signal);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return { episode: null, siblings, more: false };
+      throw error;
+    }
+    siblings = siblings.concat(page.items);
+    const episode = page.items.find((e) => Date.parse(e.starts_at) === wanted);
+    if (episode || !page.next_cursor) return { episode, siblings, more: Boolean(page.next_cursor) };
     params.set("cursor", page.next_cursor);
   }
-  return { episode: null, siblings: all };
+  return { episode: null, siblings, more: true };
 }
 
-async function showEpisode(state) {
+const NOTIFICATIONS_SHOWN = 200;
+
+async function showEpisode(state, signal) {
   const panel = $("episode"), body = $("episode-body");
   if (!state.fingerprint) { panel.hidden = true; return; }
   if (panel.hidden) lastFocus = document.activeElement;
   panel.hidden = false;
   body.replaceChildren(h("p", { class: "summary" }, "Loading…"));
   panel.focus();
-  const { episode, siblings } = await findEpisode(state.fingerprint, state.startsAt);
+  const { episode, siblings, more } = await findEpisode(state.fingerprint, state.startsAt, signal);
+  live(signal);
   if (!episode) {
     $("episode-title").textContent = "Episode not found";
-    body.replaceChildren(h("p", {}, `No episode of ${state.fingerprint} started at ${state.startsAt} is stored.`));
+    body.replaceChildren(h("p", {}, `No episode of ${state.fingerprint} started at ${state.startsAt} is stored` +
+      (more ? ` among its newest ${siblings.length}.` : " (retention may have removed it).")));
     return;
   }
   const notes = await getJson(
     `alerts/${encodeURIComponent(state.fingerprint)}/notifications`,
-    new URLSearchParams({ starts_at: episode.starts_at, limit: "200" }),
+    new URLSearchParams({ starts_at: episode.starts_at, limit: String(NOTIFICATIONS_SHOWN + 1) }),
+    signal,
   );
+  live(signal);
   $("episode-title").replaceChildren(
     episode.alertname || "(no alertname)", " ", h("span", { class: `badge ${episode.status}` }, episode.status),
   );
-  body.replaceChildren(...episodeSections(episode, siblings, notes.items));
+  body.replaceChildren(...episodeSections(episode, { siblings, more }, notes.items));
   body.dataset.fingerprint = episode.fingerprint;
   body.dataset.startsAt = episode.starts_at;
 }
 
-function episodeSections(e, siblings, notifications) {
+function episodeSections(e, { siblings, more }, notifications) {
+  const cut = notifications.length > NOTIFICATIONS_SHOWN;
+  notifications = notifications.slice(0, NOTIFICATIONS_SHOWN);
   const kv = (obj, linkKeys = []) =>
     h("dl", { class: "kv" }, Object.keys(obj).sort().flatMap((k) => [
       h("dt", {}, k),
@@ -502,7 +555,7 @@ function episodeSections(e, siblings, notifications) {
       h("li", { class: ev.status },
         h("strong", {}, ev.status), ` received ${fmtTime(ev.received_at)}`,
         ev.ends_at ? ` · ends ${fmtTime(ev.ends_at)}` : ""))),
-    h("h3", {}, `Notifications (${notifications.length})`),
+    h("h3", {}, `Notifications (${cut ? `the first ${NOTIFICATIONS_SHOWN}` : notifications.length})`),
     notifications.length
       ? h("table", { id: "episode-notifications" },
         h("thead", {}, h("tr", {}, ["received", "status", "alerts", "Alertmanager"].map((t) => h("th", {}, t)))),
@@ -512,7 +565,7 @@ function episodeSections(e, siblings, notifications) {
             h("td", { class: "num" }, n.alert_count + (n.truncated_alerts ? ` (+${n.truncated_alerts} left out)` : "")),
             h("td", {}, n.external_url ? safeLink(n.external_url, "open ↗") : "—")))))
       : h("p", {}, "none stored for its receiver and group"),
-    h("h3", {}, `Episodes of this label set (${siblings.length}${siblings.length >= 100 ? "+" : ""})`),
+    h("h3", {}, `Episodes of this label set (${more ? `the newest ${siblings.length}` : siblings.length})`),
     h("div", { class: "episodes-list" }, siblings.map((s) =>
       h("button", {
         type: "button", "aria-pressed": s.starts_at === e.starts_at ? "true" : "false",
@@ -541,7 +594,7 @@ function sparkline(series) {
   return svg;
 }
 
-async function showNoisy(state) {
+async function showNoisy(state, signal) {
   const [since, until] = windowOf(state);
   const params = (extra) => {
     const q = filterParams(state, [since, until]);
@@ -550,42 +603,46 @@ async function showNoisy(state) {
     return q;
   };
   $("noisy-summary").textContent = "Loading…";
-  const [top, flapping, durations] = await Promise.all([
-    getJson("stats/top", params({ buckets: String(SPARK_BUCKETS) })),
-    getJson("stats/flapping", params({ buckets: String(SPARK_BUCKETS) })),
-    getJson("stats/durations", params({})),
-  ]);
   const filterBy = (name) => () => {
     const s = readState();
     Object.assign(s, { view: "timeline", alertname: name, fingerprint: "", startsAt: "" });
     writeState(s);
     route();
   };
-  fill("noisy", top.items.map((r) =>
-    h("tr", { dataset: { alertname: r.value } },
-      h("td", {}, h("button", { type: "button", class: "link", onclick: filterBy(r.value) }, r.value || "(none)")),
-      h("td", { class: "num" }, r.episodes),
-      h("td", {}, sparkline(r.series || []))),
-  ), 3);
-  fill("flapping", flapping.items.map((r) =>
-    h("tr", { dataset: { fingerprint: r.fingerprint } },
-      h("td", { class: "set", title: labelText(r.labels) },
-        h("button", { type: "button", class: "link", onclick: () => openEpisode(r.fingerprint, r.last_starts_at) }, r.alertname || "(no alertname)"),
-        h("span", { class: "labels" }, labelText(r.labels))),
-      h("td", { class: "num" }, r.episodes),
-      h("td", {}, sparkline(r.series || [])),
-      h("td", {}, fmtTime(r.last_starts_at))),
-  ), 4);
-  const longest = Math.max(1, ...durations.items.map((r) => r.p90_seconds));
-  fill("durations", durations.items.map((r) =>
-    h("tr", { dataset: { alertname: r.alertname } },
-      h("td", {}, h("button", { type: "button", class: "link", onclick: filterBy(r.alertname) }, r.alertname || "(none)")),
-      h("td", { class: "num" }, r.resolved),
-      h("td", { class: "num" }, fmtDuration(r.median_seconds)),
-      h("td", { class: "num" }, fmtDuration(r.p90_seconds)),
-      h("td", { style: null }, h("div", { class: "meter", title: "p90", "data-width": r.p90_seconds / longest }))),
-  ), 5);
-  for (const m of document.querySelectorAll("#durations .meter")) m.style.width = `${Math.round(Number(m.dataset.width) * 120)}px`;
+  const tables = [
+    ["noisy", 3, getJson("stats/top", params({ buckets: String(SPARK_BUCKETS) }), signal), (r) =>
+      h("tr", { dataset: { alertname: r.value } },
+        h("td", {}, h("button", { type: "button", class: "link", onclick: filterBy(r.value) }, r.value || "(none)")),
+        h("td", { class: "num" }, r.episodes),
+        h("td", {}, sparkline(r.series || [])))],
+    ["flapping", 4, getJson("stats/flapping", params({ buckets: String(SPARK_BUCKETS) }), signal), (r) =>
+      h("tr", { dataset: { fingerprint: r.fingerprint } },
+        h("td", { class: "set", title: labelText(r.labels) },
+          h("button", { type: "button", class: "link", onclick: () => openEpisode(r.fingerprint, r.last_starts_at) }, r.alertname || "(no alertname)"),
+          h("span", { class: "labels" }, labelText(r.labels))),
+        h("td", { class: "num" }, r.episodes),
+        h("td", {}, sparkline(r.series || [])),
+        h("td", {}, fmtTime(r.last_starts_at)))],
+    ["durations", 5, getJson("stats/durations", params({}), signal), (r) =>
+      h("tr", { dataset: { alertname: r.alertname } },
+        h("td", {}, h("button", { type: "button", class: "link", onclick: filterBy(r.alertname) }, r.alertname || "(none)")),
+        h("td", { class: "num" }, r.resolved),
+        h("td", { class: "num" }, fmtDuration(r.median_seconds)),
+        h("td", { class: "num" }, fmtDuration(r.p90_seconds)),
+        h("td", {}, h("div", { class: "meter", title: "p90", dataset: { p90: r.p90_seconds } })))],
+  ];
+  // Each table on its own: a stat that times out over a long window
+  // leaves the others shown, and says so in its own place.
+  const answers = await Promise.allSettled(tables.map(([, , answer]) => answer));
+  live(signal);
+  tables.forEach(([id, columns, , row], i) => {
+    const answer = answers[i];
+    if (answer.status === "fulfilled") fill(id, answer.value.items.map(row), columns);
+    else if (!superseded(answer.reason)) fill(id, [h("tr", {}, h("td", { colspan: columns, class: "error" }, answer.reason.message))], columns);
+  });
+  const meters = [...document.querySelectorAll("#durations .meter")];
+  const longest = Math.max(1, ...meters.map((m) => Number(m.dataset.p90)));
+  for (const m of meters) m.style.width = `${Math.round((Number(m.dataset.p90) / longest) * 120)}px`;
   $("noisy-summary").textContent =
     `Episodes matching the filters, started from ${fmtTime(since)} to ${state.until ? fmtTime(until) : "now"} UTC; ` +
     `the sparklines count them in ${SPARK_BUCKETS} slices of the window.`;
@@ -600,12 +657,15 @@ function fill(tableId, rows, columns) {
 // ---- the page -----------------------------------------------------------
 
 /** Filters form ⇄ state. datetime-local values are read as UTC. */
-function toInput(value) { return value ? new Date(Date.parse(value)).toISOString().slice(0, 19) : ""; }
+function toInput(value) {
+  const t = Date.parse(value);
+  return value && !Number.isNaN(t) ? new Date(t).toISOString().slice(0, 19) : "";
+}
 function fromInput(value) { return value ? iso(Date.parse(value + "Z")) : ""; }
 
+/** An empty `from` is the rolling last 24 hours, not a time frozen at load. */
 function fillForm(state) {
-  const [since] = windowOf(state);
-  $("since").value = toInput(state.since || iso(since));
+  $("since").value = toInput(state.since);
   $("until").value = toInput(state.until);
   $("alertname").value = state.alertname;
   $("label").value = state.labels.join(" ");
@@ -623,27 +683,40 @@ function formState() {
   return s;
 }
 
+/** What a pasted URL can get wrong, said before anything is asked. */
+function checkState(state) {
+  for (const [name, value] of [["since", state.since], ["until", state.until], ["starts_at", state.startsAt]]) {
+    if (value && Number.isNaN(Date.parse(value))) throw new Error(`${name}: not a time; use RFC 3339, e.g. 2026-11-23T18:00:00Z`);
+  }
+  const bad = state.labels.find((l) => !/^[^=]+=/.test(l));
+  if (bad) throw new Error(`label "${bad}" must be name=value`);
+  const [since, until] = windowOf(state);
+  if (since >= until) throw new Error("the window is empty: since must be before until");
+}
+
+const views = new Views();
+
 async function route() {
+  const signal = views.next();
   const state = readState();
   fillForm(state);
   showError(null);
   for (const view of ["timeline", "noisy"]) {
     $(`${view}-view`).hidden = state.view !== view;
-    $(`tab-${view}`).toggleAttribute("aria-current", state.view === view);
     if (state.view === view) $(`tab-${view}`).setAttribute("aria-current", "page");
+    else $(`tab-${view}`).removeAttribute("aria-current");
   }
-  const bad = state.labels.find((l) => !/^[^=]+=/.test(l));
-  if (bad) { showError(`label "${bad}" must be name=value`); return; }
   try {
-    await Promise.all([
-      state.view === "timeline" ? showTimeline(state) : showNoisy(state),
-      state.fingerprint ? showEpisode(state) : ($("episode").hidden = true),
-    ]);
+    checkState(state);
+    const episode = state.fingerprint ? showEpisode(state, episodeViews.next()) : null;
+    if (!episode) $("episode").hidden = true;
+    await Promise.all([state.view === "timeline" ? showTimeline(state, signal) : showNoisy(state, signal), episode]);
   } catch (error) {
+    if (superseded(error)) return;
     showError(error);
     $("summary").textContent = "";
   }
-  markReady();
+  if (!signal.aborted) markReady();
 }
 
 async function loadAlertnames() {
