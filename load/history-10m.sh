@@ -499,11 +499,16 @@ FLAPPING="WITH top AS (
                                'last_starts_at', t.last_starts_at)::text
      FROM top t JOIN alerts a ON a.fingerprint = t.fingerprint AND a.starts_at = t.last_starts_at
      ORDER BY t.episodes DESC, t.fingerprint"
-LIST="SELECT a.starts_at, a.fingerprint, jsonb_build_object(
+# /api/v1/alerts: the page's rows (LIST ... ORDER BY ... LIMIT), then their JSON.
+LIST="SELECT * FROM alerts a WHERE true"
+list() {
+    echo "SELECT a.starts_at, a.fingerprint, jsonb_build_object(
      'fingerprint', a.fingerprint, 'alertname', a.alertname, 'status', a.status,
      'labels', a.labels, 'annotations', a.annotations, 'starts_at', a.starts_at,
      'ends_at', a.ends_at, 'generator_url', a.generator_url, 'receiver', a.receiver,
-     'first_seen_at', a.first_seen_at, 'updated_at', a.updated_at)::text FROM alerts a WHERE true"
+     'first_seen_at', a.first_seen_at, 'updated_at', a.updated_at)::text FROM ($1) a
+     ORDER BY a.starts_at DESC, a.fingerprint DESC"
+}
 echo "history-10m plans, T = $(iso "$t0"), $rows episodes, last $stale_hours hours unvacuumed," \
     "$(date -u +%FT%TZ)" >"$explain_log"
 explain "stats/top?since=T-24h" "timestamptz, bigint" "'$day_ago', 10" "$TOP"
@@ -517,12 +522,12 @@ explain "stats/flapping?since=T-7d" "timestamptz, bigint" "'$week_ago', 10" "$FL
 explain "stats/flapping?since=T-30d" "timestamptz, bigint" "'$month_ago', 10" "$FLAPPING"
 explain "alerts?label=namespace=$namespace&label=severity=critical" "text, bigint" \
     "'{\"namespace\":\"$namespace\",\"severity\":\"critical\"}', 101" \
-    "$LIST AND a.labels @> \$1::text::jsonb ORDER BY a.starts_at DESC, a.fingerprint DESC LIMIT \$2"
+    "$(list "$LIST AND a.labels @> \$1::text::jsonb ORDER BY a.starts_at DESC, a.fingerprint DESC LIMIT \$2")"
 explain "alerts?alertname=$rare" "text, bigint" "'$rare', 101" \
-    "$LIST AND a.alertname = \$1 ORDER BY a.starts_at DESC, a.fingerprint DESC LIMIT \$2"
+    "$(list "$LIST AND a.alertname = \$1 ORDER BY a.starts_at DESC, a.fingerprint DESC LIMIT \$2")"
 explain "alerts?active_at=T-12h" "timestamptz, bigint" "'$(iso $((t0 - DAY / 2)))', 101" \
-    "$LIST AND a.starts_at <= \$1 AND (a.ends_at IS NULL OR a.ends_at > \$1)
-     ORDER BY a.starts_at DESC, a.fingerprint DESC LIMIT \$2"
+    "$(list "$LIST AND a.starts_at <= \$1 AND (a.ends_at IS NULL OR a.ends_at > \$1)
+     ORDER BY a.starts_at DESC, a.fingerprint DESC LIMIT \$2")"
 cat "$work/requests" >>"$explain_log"
 
 echo

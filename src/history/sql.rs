@@ -66,11 +66,13 @@ impl Sql {
     }
 }
 
-/// `GET /api/v1/alerts`: newest episodes first, filtered.
+/// `GET /api/v1/alerts`: newest episodes first, filtered. The page's rows
+/// are chosen first and only they are turned into JSON: when the planner
+/// sorts the matches (statistics not yet analyzed after a burst, a filter
+/// matching most of the window), building every match's JSON before the
+/// sort cost 20x the page (115 ms for a first page of 20,000 matches).
 pub fn alerts(q: &AlertsQuery) -> Sql {
-    let mut sql = Sql::new(format!(
-        "SELECT a.starts_at, a.fingerprint, {EPISODE_JSON}::text FROM alerts a WHERE true"
-    ));
+    let mut sql = Sql::new("SELECT * FROM alerts a WHERE true".into());
     filter(&mut sql, &q.filters, "a.");
     if let Some(since) = q.since {
         let since = sql.bind(since);
@@ -86,7 +88,13 @@ pub fn alerts(q: &AlertsQuery) -> Sql {
             "a.starts_at <= {at} AND (a.ends_at IS NULL OR a.ends_at > {at})"
         ));
     }
-    page(sql, &q.page)
+    let mut sql = page(sql, &q.page);
+    sql.text = format!(
+        "SELECT a.starts_at, a.fingerprint, {EPISODE_JSON}::text FROM ({}) a
+         ORDER BY a.starts_at DESC, a.fingerprint DESC",
+        sql.text
+    );
+    sql
 }
 
 /// `GET /api/v1/alerts/{fingerprint}`: that label set's episodes, newest

@@ -147,6 +147,78 @@ mod tests {
         assert!(!is_page_path("/api/v1/alerts"));
     }
 
+    /// Text stays readable in both themes: each text colour on the
+    /// background it is drawn on is at least 4.5:1 (WCAG 2 AA), in the
+    /// light block (`:root`) and the dark one (`[data-theme="dark"]`,
+    /// which the system-preference block repeats).
+    #[test]
+    fn every_theme_keeps_text_contrast_at_4_5_to_1() {
+        let css = std::str::from_utf8(asset("/assets/style.css").unwrap().body).unwrap();
+        let block = |selector: &str| {
+            let start = css.find(selector).expect(selector);
+            let body = &css[start..];
+            body[body.find('{').unwrap() + 1..body.find('}').unwrap()].to_owned()
+        };
+        let light = block(":root {");
+        let dark = block(":root[data-theme=\"dark\"] {");
+        let preferred = block(":root:not([data-theme=\"light\"]) {");
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(words(&dark), words(&preferred), "the two dark blocks agree");
+        let pairs = [
+            ("--fg", "--bg"),
+            ("--muted", "--bg"),
+            ("--muted", "--panel"),
+            ("--fg", "--panel"),
+            ("--accent", "--bg"),
+            ("--accent", "--panel"),
+            ("--bg", "--accent"), // the primary button
+            ("--error-fg", "--error-bg"),
+        ];
+        for (name, theme) in [("light", &light), ("dark", &dark)] {
+            for (text, background) in pairs {
+                let ratio = contrast(colour(theme, text), colour(theme, background));
+                assert!(
+                    ratio >= 4.5,
+                    "{name}: {text} on {background} is {ratio:.2}:1"
+                );
+            }
+        }
+        for badge in ["#6b7280", "#c62828", "#2e7d32"] {
+            assert!(css.contains(badge));
+            assert!(
+                contrast(hex("#ffffff"), hex(badge)) >= 4.5,
+                "white on {badge}"
+            );
+        }
+    }
+
+    fn colour(block: &str, name: &str) -> [f64; 3] {
+        let at = block.find(&format!("{name}:")).expect(name) + name.len() + 1;
+        hex(block[at..].trim_start().split(';').next().unwrap())
+    }
+
+    fn hex(value: &str) -> [f64; 3] {
+        let v = value.trim().trim_start_matches('#');
+        let channel = |i: usize| u8::from_str_radix(&v[i..i + 2], 16).unwrap() as f64 / 255.0;
+        [channel(0), channel(2), channel(4)]
+    }
+
+    /// WCAG 2's contrast ratio of two sRGB colours.
+    fn contrast(a: [f64; 3], b: [f64; 3]) -> f64 {
+        let luminance = |c: [f64; 3]| {
+            let linear = |x: f64| {
+                if x <= 0.03928 {
+                    x / 12.92
+                } else {
+                    ((x + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * linear(c[0]) + 0.7152 * linear(c[1]) + 0.0722 * linear(c[2])
+        };
+        let (la, lb) = (luminance(a), luminance(b));
+        (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+    }
+
     /// The page names its assets by the paths served here, and nothing
     /// outside this origin (CSP would refuse it anyway).
     #[test]

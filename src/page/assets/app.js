@@ -254,6 +254,7 @@ async function showTimeline(state, signal) {
   $("summary").textContent = "Loading…";
   const { episodes, truncated } = await loadEpisodes(state, range, signal);
   live(signal);
+  performance.mark("episodes-loaded"); // load/page-render.sh reads it
   timeline.rows = groupRows(episodes);
   timeline.range = range;
   renderRows();
