@@ -314,6 +314,36 @@ async fn the_timeline_holds_one_row_per_stored_label_set() {
         );
     }
     assert!(pixel["alpha"].as_i64().unwrap() > 200, "{pixel}");
+    // The pointer over that bar shows its labels and annotations; a click
+    // there opens that episode.
+    let bar = "const c = document.getElementById('bars');
+               const e = timeline.rows[0].episodes[0];
+               const [x0, x1] = barOf(e, c.clientWidth, Date.now());
+               const box = c.getBoundingClientRect();
+               const at = { clientX: box.left + (x0 + x1) / 2, clientY: box.top + 11, bubbles: true };";
+    let hovered = browser
+        .js(&format!(
+            "{bar} c.dispatchEvent(new MouseEvent('mousemove', at));
+             const tip = document.getElementById('tooltip');
+             return {{ shown: !tip.hidden, text: tip.textContent, labels: e.labels,
+                       summary: e.annotations.summary, fingerprint: e.fingerprint }};"
+        ))
+        .await;
+    let tip = hovered["text"].as_str().unwrap();
+    assert_eq!(hovered["shown"], true);
+    for value in hovered["labels"].as_object().unwrap().values() {
+        assert!(tip.contains(value.as_str().unwrap()), "{value} in {tip}");
+    }
+    assert!(tip.contains(hovered["summary"].as_str().unwrap()), "{tip}");
+    browser
+        .redraw(browser.js(&format!(
+            "{bar} c.dispatchEvent(new MouseEvent('click', at));"
+        )))
+        .await;
+    let opened = browser
+        .attributes("#episode-body", "data-fingerprint")
+        .await;
+    assert_eq!(opened, [hovered["fingerprint"].as_str().unwrap()]);
     browser.assert_clean(&service).await;
     browser.close().await;
 }
@@ -566,14 +596,32 @@ async fn the_page_takes_the_api_credentials_and_revalidates() {
         password_file: None,
     });
     let service = Service::start_ready(config).await;
-    let url = |path: &str| format!("{}{path}", service.base);
+    // A request with the credentials and, if given, an If-None-Match.
+    let send = |method: reqwest::Method, path: &str, tag: Option<String>| {
+        let url = format!("{}{path}", service.base);
+        let request = service
+            .http
+            .request(method, url)
+            .basic_auth("sre", Some("s3cret"));
+        let request = match tag {
+            Some(tag) => request.header("if-none-match", tag),
+            None => request,
+        };
+        async move { request.send().await.unwrap() }
+    };
+    use reqwest::Method;
     for path in [
         "/",
         "/assets/app.js",
         "/assets/style.css",
         "/assets/favicon.svg",
     ] {
-        let anonymous = service.http.get(url(path)).send().await.unwrap();
+        let anonymous = service
+            .http
+            .get(format!("{}{path}", service.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(anonymous.status(), 401, "{path}");
         let challenge = anonymous.headers()["www-authenticate"].to_str().unwrap();
         assert!(
@@ -583,61 +631,21 @@ async fn the_page_takes_the_api_credentials_and_revalidates() {
         let body: Value = anonymous.json().await.unwrap();
         assert_eq!(body["error"], "unauthorized");
 
-        let ok = service
-            .http
-            .get(url(path))
-            .basic_auth("sre", Some("s3cret"))
-            .send()
-            .await
-            .unwrap();
+        let ok = send(Method::GET, path, None).await;
         assert_eq!(ok.status(), 200, "{path}");
         let csp = ok.headers()["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"));
-        let etag = ok.headers()["etag"].clone();
-        let again = service
-            .http
-            .get(url(path))
-            .basic_auth("sre", Some("s3cret"))
-            .header("if-none-match", etag.clone())
-            .send()
-            .await
-            .unwrap();
+        let etag = ok.headers()["etag"].to_str().unwrap().to_owned();
+        let again = send(Method::GET, path, Some(etag.clone())).await;
         assert_eq!(again.status(), 304, "{path}");
-        let weak = format!("W/{}", etag.to_str().unwrap());
-        let again = service
-            .http
-            .get(url(path))
-            .basic_auth("sre", Some("s3cret"))
-            .header("if-none-match", weak)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(again.status(), 304, "a weak tag matches too: {path}");
-        let head = service
-            .http
-            .head(url(path))
-            .basic_auth("sre", Some("s3cret"))
-            .send()
-            .await
-            .unwrap();
+        let weak = send(Method::GET, path, Some(format!("W/{etag}"))).await;
+        assert_eq!(weak.status(), 304, "a weak tag matches too: {path}");
+        let head = send(Method::HEAD, path, None).await;
         assert_eq!(head.status(), 200, "{path}");
-        assert_eq!(head.headers()["etag"], etag);
+        assert_eq!(head.headers()["etag"], etag.as_str());
         assert!(head.bytes().await.unwrap().is_empty());
     }
-    let missing = service
-        .http
-        .get(url("/assets/nothing.js"))
-        .basic_auth("sre", Some("s3cret"))
-        .send()
-        .await
-        .unwrap();
+    let missing = send(Method::GET, "/assets/nothing.js", None).await;
     assert_eq!(missing.status(), 404);
-    let post = service
-        .http
-        .post(url("/"))
-        .basic_auth("sre", Some("s3cret"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(post.status(), 405);
+    assert_eq!(send(Method::POST, "/", None).await.status(), 405);
 }
