@@ -2,9 +2,10 @@
 //! headless at 1280x720, driven over WebDriver by its ChromeDriver
 //! (`$CHROMIUM_BIN`, `$CHROMEDRIVER_BIN`; `scripts/test` installs both).
 //! The service holds the repo's Alertmanager fixtures; each test asserts on
-//! the rendered DOM against what PostgreSQL holds, and after every view
-//! that the browser logged no error (console, exception, failed load) and
-//! that every request the page made went to the service.
+//! the rendered DOM against what PostgreSQL holds, and at its end that
+//! the browser logged no error (console, exception, failed load), that no
+//! error is shown, that every request the page made went to the service and
+//! that nothing is wider than the window.
 //! Without a browser: the page's auth, validators and headers.
 
 mod common;
@@ -39,10 +40,16 @@ struct Browser {
     driver: Child,
     client: Driver,
     _profile: tempfile::TempDir,
+    /// One browser at a time in this binary, whoever runs the tests
+    /// (`.config/nextest.toml` says the same to nextest across binaries).
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Browser {
     async fn start() -> Browser {
+        let turn = ONE_BROWSER_AT_A_TIME.lock().await;
         let chromium =
             std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| DEFAULT_CHROMIUM_BIN.into());
         let chromedriver =
@@ -87,6 +94,7 @@ impl Browser {
             driver,
             client,
             _profile: profile,
+            _turn: turn,
         }
     }
 
@@ -148,13 +156,23 @@ impl Browser {
     /// No error in the browser's log, every request to the service, and
     /// nothing wider than the 1280 px window.
     async fn assert_clean(&self, service: &Service) {
-        let errors: Vec<Value> = self
-            .log("browser")
-            .await
-            .into_iter()
-            .filter(|e| e["level"] == "SEVERE" || e["level"] == "WARNING")
-            .collect();
+        // Every error; the warnings of the page's own script, console and
+        // requests (Chromium's other warnings, deprecations and the like,
+        // are about the browser, and printed only).
+        let (errors, other): (Vec<Value>, Vec<Value>) =
+            self.log("browser").await.into_iter().partition(|e| {
+                let ours = ["console-api", "javascript", "network", "security"]
+                    .contains(&e["source"].as_str().unwrap_or_default());
+                e["level"] == "SEVERE" || (e["level"] == "WARNING" && ours)
+            });
         assert!(errors.is_empty(), "the browser logged: {errors:#?}");
+        if !other.is_empty() {
+            eprintln!("browser log, not the page's: {other:#?}");
+        }
+        let shown = self
+            .js("return document.getElementById('error').hidden")
+            .await;
+        assert_eq!(shown, true, "{:?}", self.texts("#error").await);
         let own = format!("{}/", service.base);
         let requests = requests_of_pages_at(&own, &self.log("performance").await);
         assert!(requests.len() > 3, "the page's requests: {requests:?}");
@@ -326,7 +344,8 @@ async fn the_timeline_holds_one_row_per_stored_label_set() {
             "{bar} c.dispatchEvent(new MouseEvent('mousemove', at));
              const tip = document.getElementById('tooltip');
              return {{ shown: !tip.hidden, text: tip.textContent, labels: e.labels,
-                       summary: e.annotations.summary, fingerprint: e.fingerprint }};"
+                       summary: e.annotations.summary, fingerprint: e.fingerprint,
+                       starts_at: e.starts_at }};"
         ))
         .await;
     let tip = hovered["text"].as_str().unwrap();
@@ -344,6 +363,8 @@ async fn the_timeline_holds_one_row_per_stored_label_set() {
         .attributes("#episode-body", "data-fingerprint")
         .await;
     assert_eq!(opened, [hovered["fingerprint"].as_str().unwrap()]);
+    let started = browser.attributes("#episode-body", "data-starts-at").await;
+    assert_eq!(started, [hovered["starts_at"].as_str().unwrap()]);
     browser.assert_clean(&service).await;
     browser.close().await;
 }
@@ -384,6 +405,8 @@ async fn filtering_by_a_label_leaves_only_the_matching_rows() {
         .attributes("#rows .row", "data-fingerprint")
         .await
         .is_empty());
+    let summary = browser.texts("#summary").await.concat();
+    assert!(summary.starts_with("0 label sets, 0 episodes"), "{summary}");
     browser.assert_clean(&service).await;
     browser.close().await;
 }

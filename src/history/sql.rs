@@ -137,7 +137,7 @@ pub fn notifications(fingerprint: &str, q: &NotificationsQuery) -> Sql {
                AND n.receiver = a.receiver AND a.labels @> n.common_labels
              ORDER BY n.received_at, n.request_id DESC LIMIT {limit}) n
          WHERE a.fingerprint = {fingerprint} AND a.starts_at = {starts_at}
-         ORDER BY n.received_at, n.request_id DESC"
+         ORDER BY n.received_at, n.request_id"
     );
     sql
 }

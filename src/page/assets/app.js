@@ -187,6 +187,7 @@ async function loadEpisodes(state, range, signal) {
   const take = async (params) => {
     for (;;) {
       const room = MAX_EPISODES - episodes.size;
+      if (room <= 0) { truncated = true; return; }
       params.set("limit", String(Math.min(PAGE_LIMIT, room)));
       const page = await getJson("alerts", params, signal);
       for (const e of page.items) episodes.set(e.fingerprint + "@" + e.starts_at, e);
@@ -456,9 +457,10 @@ function openEpisode(fingerprint, startsAt) {
   state.fingerprint = fingerprint;
   state.startsAt = startsAt;
   writeState(state);
-  showEpisode(state, episodeViews.next())
+  const signal = episodeViews.next();
+  showEpisode(state, signal)
     .catch((error) => { if (!superseded(error)) showError(error); })
-    .finally(markReady);
+    .finally(() => { if (!signal.aborted) markReady(); });
 }
 
 /** Every view ends here: tests and load/page-render.sh wait for it. */
@@ -507,6 +509,9 @@ async function showEpisode(state, signal) {
   if (!state.fingerprint) { panel.hidden = true; return; }
   if (panel.hidden) lastFocus = document.activeElement;
   panel.hidden = false;
+  $("episode-title").textContent = "Episode";
+  delete body.dataset.fingerprint;
+  delete body.dataset.startsAt;
   body.replaceChildren(h("p", { class: "summary" }, "Loading…"));
   panel.focus();
   const { episode, siblings, more } = await findEpisode(state.fingerprint, state.startsAt, signal);
@@ -634,13 +639,16 @@ async function showNoisy(state, signal) {
   ];
   // Each table on its own: a stat that times out over a long window
   // leaves the others shown, and says so in its own place.
-  const answers = await Promise.allSettled(tables.map(([, , answer]) => answer));
+  for (const [id, columns] of tables) fill(id, [h("tr", {}, h("td", { colspan: columns }, "Loading…"))], columns);
+  await Promise.allSettled(tables.map(([id, columns, answer, row]) => answer.then(
+    (value) => { if (!signal.aborted) fill(id, value.items.map(row), columns); },
+    (error) => {
+      if (!superseded(error) && !signal.aborted) {
+        fill(id, [h("tr", {}, h("td", { colspan: columns, class: "error" }, error.message))], columns);
+      }
+    },
+  )));
   live(signal);
-  tables.forEach(([id, columns, , row], i) => {
-    const answer = answers[i];
-    if (answer.status === "fulfilled") fill(id, answer.value.items.map(row), columns);
-    else if (!superseded(answer.reason)) fill(id, [h("tr", {}, h("td", { colspan: columns, class: "error" }, answer.reason.message))], columns);
-  });
   const meters = [...document.querySelectorAll("#durations .meter")];
   const longest = Math.max(1, ...meters.map((m) => Number(m.dataset.p90)));
   for (const m of meters) m.style.width = `${Math.round((Number(m.dataset.p90) / longest) * 120)}px`;
@@ -686,8 +694,13 @@ function formState() {
 
 /** What a pasted URL can get wrong, said before anything is asked. */
 function checkState(state) {
+  // With its offset, as the API wants it: without one a browser would read
+  // it in its own time zone, not UTC.
+  const rfc3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)$/i;
   for (const [name, value] of [["since", state.since], ["until", state.until], ["starts_at", state.startsAt]]) {
-    if (value && Number.isNaN(Date.parse(value))) throw new Error(`${name}: not a time; use RFC 3339, e.g. 2026-11-23T18:00:00Z`);
+    if (value && (!rfc3339.test(value) || Number.isNaN(Date.parse(value)))) {
+      throw new Error(`${name}: not an RFC 3339 time with its offset, e.g. 2026-11-23T18:00:00Z`);
+    }
   }
   const bad = state.labels.find((l) => !/^[^=]+=/.test(l));
   if (bad) throw new Error(`label "${bad}" must be name=value`);
@@ -696,6 +709,13 @@ function checkState(state) {
 }
 
 const views = new Views();
+
+/** Whether the panel already shows the episode `state` names. */
+function isShown(state) {
+  const body = $("episode-body");
+  return Boolean(state.fingerprint) && !$("episode").hidden && body.dataset.fingerprint === state.fingerprint &&
+    Date.parse(body.dataset.startsAt) === Date.parse(state.startsAt);
+}
 
 async function route() {
   const signal = views.next();
@@ -709,8 +729,14 @@ async function route() {
   }
   try {
     checkState(state);
-    const episode = state.fingerprint ? showEpisode(state, episodeViews.next()) : null;
-    if (!episode) $("episode").hidden = true;
+    // The episode panel is a view of its own: its errors are its own, and
+    // one already shown is not fetched again (a tab switch, Back).
+    const episodeSignal = isShown(state) ? null : episodeViews.next();
+    let episode = null;
+    if (!state.fingerprint) $("episode").hidden = true;
+    else if (episodeSignal) {
+      episode = showEpisode(state, episodeSignal).catch((error) => { if (!superseded(error)) showError(error); });
+    }
     await Promise.all([state.view === "timeline" ? showTimeline(state, signal) : showNoisy(state, signal), episode]);
   } catch (error) {
     if (superseded(error)) return;
