@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use crate::store::Written;
+use crate::store::{ErrorClass, Written};
 
 /// Prefix of every metric name.
 const NAMESPACE: &str = "alert_ingest";
@@ -293,7 +293,8 @@ impl Metrics {
         self.alerts_unchanged.inc_by(unchanged);
     }
 
-    pub fn db_error(&self, class: &'static str) {
+    pub fn db_error(&self, class: ErrorClass) {
+        let class = class.as_str();
         self.db_errors.get_or_create(&ClassLabel { class }).inc();
     }
 }

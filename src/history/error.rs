@@ -3,7 +3,7 @@
 
 use hyper::StatusCode;
 
-use crate::store::StoreError;
+use crate::store::{ErrorClass, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -22,9 +22,9 @@ impl HistoryError {
             HistoryError::NotFound(_) => StatusCode::NOT_FOUND,
             HistoryError::Store(e) => match e.class() {
                 // Values the parameters' checks let through but PostgreSQL refused.
-                "data" => StatusCode::BAD_REQUEST,
+                ErrorClass::Data => StatusCode::BAD_REQUEST,
                 // A query of ours PostgreSQL cannot run: a bug, not an outage.
-                "other" | "config" => StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorClass::Other | ErrorClass::Config => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             },
         }
@@ -36,9 +36,9 @@ impl HistoryError {
             HistoryError::BadParameter { .. } => "bad_parameter",
             HistoryError::NotFound(_) => "not_found",
             HistoryError::Store(e) => match e.class() {
-                "data" => "invalid_query",
-                "timeout" => "query_timeout",
-                "other" | "config" => "query_failed",
+                ErrorClass::Data => "invalid_query",
+                ErrorClass::Timeout => "query_timeout",
+                ErrorClass::Other | ErrorClass::Config => "query_failed",
                 _ => "database_unavailable",
             },
         }

@@ -31,7 +31,7 @@ use crate::config::LimitsConfig;
 use crate::model::{Delivery, Interner};
 use crate::parse::{self, ParseError, Scratch};
 use crate::spool::{self, Next, Position, Reader};
-use crate::store::{Rejection, Rows, Store, StoreError, Written};
+use crate::store::{ErrorClass, Rejection, Rows, Store, StoreError, Written};
 use crate::telemetry::Metrics;
 use crate::workers::Batch;
 
@@ -402,8 +402,10 @@ impl Load {
                     }
                     return Ok(written);
                 }
-                Err(StoreError::Data { sqlstate, message }) => {
-                    self.shared.metrics.db_error("data");
+                Err(StoreError::Data {
+                    sqlstate, message, ..
+                }) => {
+                    self.shared.metrics.db_error(ErrorClass::Data);
                     return Err(WriteFailed::Refused { sqlstate, message });
                 }
                 Err(e) => {

@@ -152,7 +152,9 @@ impl Writer<'_> {
             let rows = self.rows(batch, all, Some(n));
             match self.write(&rows) {
                 Ok(written) => count(summary, rows.alert_count(), written),
-                Err(StoreError::Data { sqlstate, message }) => {
+                Err(StoreError::Data {
+                    sqlstate, message, ..
+                }) => {
                     summary.refused_alerts += rows.alert_count() as u64;
                     let reason = format!("rejected by the database: {sqlstate}: {message}");
                     summary

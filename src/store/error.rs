@@ -16,15 +16,90 @@ pub enum StoreError {
     /// PostgreSQL refused the data itself (SQLSTATE class 22, 23 or 54):
     /// retrying the same rows can never succeed.
     #[error("database refused the data: {sqlstate}: {message}")]
-    Data { sqlstate: String, message: String },
-    /// Anything else PostgreSQL or the connection reported; may pass.
-    #[error("database error ({class}): {message}")]
-    Database {
-        class: &'static str,
+    Data {
+        sqlstate: String,
         message: String,
+        #[source]
+        source: Option<tokio_postgres::Error>,
+    },
+    /// Anything else PostgreSQL or the connection reported; may pass.
+    #[error("database error ({}): {message}", .class.as_str())]
+    Database {
+        class: ErrorClass,
+        message: String,
+        #[source]
+        source: Option<tokio_postgres::Error>,
     },
     #[error("invalid database configuration: {0}")]
     Config(String),
+}
+
+/// What kind of failure a [`StoreError`] is: callers decide on it (never
+/// on an error's text), and it is the `class` label of
+/// `alert_ingest_db_errors_total` ([`ErrorClass::as_str`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// No connection could be had.
+    Unavailable,
+    /// Past `database.statement_timeout`: ours, or the server's (57014).
+    Timeout,
+    /// The data itself was refused (22, 23, 54): never retried.
+    Data,
+    /// The connection broke (08, or no SQLSTATE at all).
+    Connection,
+    /// Serialization failure or deadlock (40), or a row routed to a default
+    /// partition as the partition for its range was attached (an unnamed
+    /// 23514): the same statement may pass again.
+    Conflict,
+    /// A read-only server, e.g. a standby or a promoted one's old primary (25).
+    ReadOnly,
+    /// Out of resources: disk, memory, connections (53).
+    Resources,
+    /// The server shutting down, or an operator's intervention (57 but 57014).
+    Shutdown,
+    /// Anything else, e.g. a statement of ours PostgreSQL cannot run.
+    Other,
+    /// Our configuration (the URL, a setting).
+    Config,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Unavailable => "unavailable",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Data => "data",
+            ErrorClass::Connection => "connection",
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::ReadOnly => "read_only",
+            ErrorClass::Resources => "resources",
+            ErrorClass::Shutdown => "shutdown",
+            ErrorClass::Other => "other",
+            ErrorClass::Config => "config",
+        }
+    }
+}
+
+/// SQLSTATE → class: the one place the codes are read. `names_constraint`:
+/// whether the error names its constraint (our own CHECKs do; a
+/// partition's bound has no name).
+pub fn classify(sqlstate: &str, names_constraint: bool) -> ErrorClass {
+    if sqlstate == "23514" && !names_constraint {
+        // Routed again, the row finds the partition attached meanwhile.
+        return ErrorClass::Conflict;
+    }
+    match sqlstate.get(..2) {
+        // 22 data exception, 23 integrity, 54 program limit (e.g. an index
+        // row over the btree maximum): these rows can never be stored.
+        Some("22" | "23" | "54") => ErrorClass::Data,
+        Some("08") => ErrorClass::Connection,
+        Some("25") => ErrorClass::ReadOnly,
+        Some("40") => ErrorClass::Conflict,
+        Some("53") => ErrorClass::Resources,
+        Some("57") if sqlstate == "57014" => ErrorClass::Timeout,
+        Some("57") => ErrorClass::Shutdown,
+        _ => ErrorClass::Other,
+    }
 }
 
 impl StoreError {
@@ -33,61 +108,40 @@ impl StoreError {
         !matches!(self, StoreError::Data { .. } | StoreError::Config(_))
     }
 
-    /// A low-cardinality name for the `db_errors_total` metric.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            StoreError::Unavailable(_) => "unavailable",
-            StoreError::Timeout(_) => "timeout",
-            StoreError::Data { .. } => "data",
-            StoreError::Database { class, .. } => class,
-            StoreError::Config(_) => "config",
+            StoreError::Unavailable(_) => ErrorClass::Unavailable,
+            StoreError::Timeout(_) => ErrorClass::Timeout,
+            StoreError::Data { .. } => ErrorClass::Data,
+            StoreError::Database { class, .. } => *class,
+            StoreError::Config(_) => ErrorClass::Config,
         }
     }
 }
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> StoreError {
-        let message = match e.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
-        };
-        let Some(code) = e.code() else {
+        let Some(db) = e.as_db_error() else {
             // No SQLSTATE: the connection broke or was closed.
             return StoreError::Database {
-                class: "connection",
-                message,
+                class: ErrorClass::Connection,
+                message: e.to_string(),
+                source: Some(e),
             };
         };
-        // A row routed to a default partition just as a partition for its
-        // range was attached (retention) fails the default's constraint;
-        // routed again it finds the new partition. Our own CHECK constraints
-        // name themselves; the partition constraint has no name.
-        if code.code() == "23514" && e.as_db_error().is_some_and(|db| db.constraint().is_none()) {
-            return StoreError::Database {
-                class: "conflict",
-                message,
-            };
+        let sqlstate = db.code().code().to_owned();
+        match classify(&sqlstate, db.constraint().is_some()) {
+            ErrorClass::Data => StoreError::Data {
+                sqlstate,
+                message: db.message().to_owned(),
+                source: Some(e),
+            },
+            class => StoreError::Database {
+                class,
+                message: format!("{sqlstate}: {}", db.message()),
+                source: Some(e),
+            },
         }
-        let class = match &code.code()[..2] {
-            // 22 data exception, 23 integrity, 54 program limit (e.g. an
-            // index row over the btree maximum): these rows can never be stored.
-            "22" | "23" | "54" => {
-                return StoreError::Data {
-                    sqlstate: code.code().to_owned(),
-                    message: e
-                        .as_db_error()
-                        .map_or(message, |db| db.message().to_owned()),
-                }
-            }
-            "08" => "connection",
-            "25" => "read_only",
-            "40" => "conflict",
-            "53" => "resources",
-            "57" if code.code() == "57014" => "timeout",
-            "57" => "shutdown",
-            _ => "other",
-        };
-        StoreError::Database { class, message }
     }
 }
 
@@ -97,5 +151,57 @@ impl From<PoolError> for StoreError {
             PoolError::Backend(e) => StoreError::Unavailable(StoreError::from(e).to_string()),
             other => StoreError::Unavailable(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One SQLSTATE of each class, as PostgreSQL sends them.
+    #[test]
+    fn every_sqlstate_class_maps_to_its_error_class() {
+        let cases = [
+            ("22001", true, ErrorClass::Data),        // string too long
+            ("22P02", true, ErrorClass::Data),        // invalid text representation
+            ("23505", true, ErrorClass::Data),        // unique violation
+            ("23514", true, ErrorClass::Data),        // our own CHECK, named
+            ("23514", false, ErrorClass::Conflict),   // a partition's bound
+            ("54000", true, ErrorClass::Data),        // program limit exceeded
+            ("08006", false, ErrorClass::Connection), // connection failure
+            ("25006", false, ErrorClass::ReadOnly),   // read-only transaction
+            ("40001", false, ErrorClass::Conflict),   // serialization failure
+            ("40P01", false, ErrorClass::Conflict),   // deadlock
+            ("53100", false, ErrorClass::Resources),  // disk full
+            ("53300", false, ErrorClass::Resources),  // too many connections
+            ("57014", false, ErrorClass::Timeout),    // statement timeout
+            ("57P01", false, ErrorClass::Shutdown),   // admin shutdown
+            ("42P01", false, ErrorClass::Other),      // undefined table
+            ("XX000", false, ErrorClass::Other),      // internal error
+            ("", false, ErrorClass::Other),
+        ];
+        for (sqlstate, named, class) in cases {
+            assert_eq!(classify(sqlstate, named), class, "{sqlstate}");
+        }
+    }
+
+    #[test]
+    fn every_class_has_its_own_metric_label() {
+        let all = [
+            ErrorClass::Unavailable,
+            ErrorClass::Timeout,
+            ErrorClass::Data,
+            ErrorClass::Connection,
+            ErrorClass::Conflict,
+            ErrorClass::ReadOnly,
+            ErrorClass::Resources,
+            ErrorClass::Shutdown,
+            ErrorClass::Other,
+            ErrorClass::Config,
+        ];
+        let labels: std::collections::BTreeSet<&str> = all.iter().map(|c| c.as_str()).collect();
+        assert_eq!(labels.len(), all.len());
+        assert!(StoreError::Timeout(Duration::from_secs(1)).is_retryable());
+        assert_eq!(StoreError::Config("x".into()).class(), ErrorClass::Config);
     }
 }

@@ -6,7 +6,7 @@ mod migrate;
 pub mod partitions;
 mod rows;
 
-pub use error::StoreError;
+pub use error::{ErrorClass, StoreError};
 pub use rows::{AlertRow, NotificationRow, Rows};
 
 use std::collections::HashMap;
@@ -557,8 +557,9 @@ fn last_change(row: &tokio_postgres::Row) -> Option<(Episode, i64)> {
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 fn failpoint(name: &str) -> StoreError {
     StoreError::Database {
-        class: "connection",
+        class: ErrorClass::Connection,
         message: format!("connection lost (failpoint store::write::{name})"),
+        source: None,
     }
 }
 

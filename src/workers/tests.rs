@@ -27,6 +27,7 @@ impl BatchSink for Picky {
             return Err(StoreError::Data {
                 sqlstate: "22000".into(),
                 message: "refused".into(),
+                source: None,
             });
         }
         Ok(Written {
