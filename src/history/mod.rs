@@ -54,11 +54,14 @@ impl History {
                     .await?
             }
             "openapi.json" => return Ok(Bytes::from_static(OPENAPI.as_bytes())),
-            _ => match route.strip_prefix("alerts/").map(|r| r.split_once('/')) {
-                Some(Some((fingerprint, "notifications"))) => {
+            _ => match route
+                .strip_prefix("alerts/")
+                .map(|rest| (rest, rest.split_once('/')))
+            {
+                Some((fingerprint, None)) => self.episodes(fingerprint, query).await?,
+                Some((_, Some((fingerprint, "notifications")))) => {
                     self.notifications(fingerprint, query).await?
                 }
-                Some(None) => self.episodes(&route["alerts/".len()..], query).await?,
                 _ => return Err(HistoryError::NotFound("no such path".into())),
             },
         };

@@ -338,22 +338,21 @@ fn in_range(t: &OffsetDateTime) -> bool {
 }
 
 fn parse_limit(value: &str) -> Result<i64, HistoryError> {
-    match value.parse::<i64>() {
-        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        _ => Err(bad(
-            "limit",
-            &format!("must be an integer from 1 to {MAX_LIMIT}"),
-        )),
-    }
+    parse_count("limit", value, MAX_LIMIT)
 }
 
 fn parse_buckets(value: &str) -> Result<i32, HistoryError> {
-    match value.parse::<i32>() {
-        Ok(n) if (1..=MAX_BUCKETS).contains(&n) => Ok(n),
-        _ => Err(bad(
-            "buckets",
-            &format!("must be an integer from 1 to {MAX_BUCKETS}"),
-        )),
+    parse_count("buckets", value, MAX_BUCKETS)
+}
+
+/// An integer from 1 to `max`, or a 400 naming the parameter.
+fn parse_count<T>(name: &str, value: &str, max: T) -> Result<T, HistoryError>
+where
+    T: std::str::FromStr + PartialOrd + From<u8> + std::fmt::Display + Copy,
+{
+    match value.parse::<T>() {
+        Ok(n) if n >= T::from(1) && n <= max => Ok(n),
+        _ => Err(bad(name, &format!("must be an integer from 1 to {max}"))),
     }
 }
 

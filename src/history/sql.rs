@@ -74,14 +74,7 @@ impl Sql {
 pub fn alerts(q: &AlertsQuery) -> Sql {
     let mut sql = Sql::new("SELECT * FROM alerts a WHERE true".into());
     filter(&mut sql, &q.filters, "a.");
-    if let Some(since) = q.since {
-        let since = sql.bind(since);
-        sql.and(&format!("a.starts_at >= {since}"));
-    }
-    if let Some(until) = q.until {
-        let until = sql.bind(until);
-        sql.and(&format!("a.starts_at < {until}"));
-    }
+    window(&mut sql, q.since, q.until, "a.");
     if let Some(at) = q.active_at {
         let at = sql.bind(at);
         sql.and(&format!(
@@ -114,9 +107,9 @@ pub fn episodes(fingerprint: &str, q: &Page) -> Sql {
 /// group's receiver and the labels common to the alerts it carried, not
 /// the alerts: so, the notifications to the episode's receiver whose
 /// common labels its labels contain, received from its first stored
-/// delivery to its latest. (Common labels, not group labels: two routes to
-/// one receiver grouping differently are told apart, and an alert a
-/// truncated notification left out need not have them.) The lateral scan
+/// delivery to its latest. (Common labels rather than group labels: a
+/// notification of another route to the same receiver is left out unless
+/// the alert has all its common labels too.) The lateral scan
 /// is bounded by the episode's own receipt times, so it reads only the
 /// partitions and the index range of its lifetime.
 pub fn notifications(fingerprint: &str, q: &NotificationsQuery) -> Sql {
@@ -231,7 +224,7 @@ pub fn flapping(q: &StatsQuery) -> Sql {
 /// The window's and the filters' conditions (` AND …`), bound once: a
 /// series repeats them.
 fn conditions(sql: &mut Sql, q: &StatsQuery) -> String {
-    window(sql, q.since, q.until);
+    window(sql, Some(q.since), q.until, "");
     filter(sql, &q.filters, "");
     std::mem::take(&mut sql.text)
 }
@@ -252,7 +245,7 @@ pub fn durations(q: &StatsQuery) -> Sql {
                WHERE status = 'resolved' AND ends_at >= starts_at"
             .into(),
     );
-    window(&mut sql, q.since, q.until);
+    window(&mut sql, Some(q.since), q.until, "");
     filter(&mut sql, &q.filters, "");
     let limit = sql.bind(q.limit);
     sql.text.push_str(&format!(
@@ -328,12 +321,21 @@ fn filter(sql: &mut Sql, f: &Filters, table: &str) {
     }
 }
 
-fn window(sql: &mut Sql, since: OffsetDateTime, until: Option<OffsetDateTime>) {
-    let since = sql.bind(since);
-    sql.and(&format!("starts_at >= {since}"));
+/// `since <= starts_at < until`, either bound optional (columns prefixed
+/// by `table`).
+fn window(
+    sql: &mut Sql,
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+    table: &str,
+) {
+    if let Some(since) = since {
+        let since = sql.bind(since);
+        sql.and(&format!("{table}starts_at >= {since}"));
+    }
     if let Some(until) = until {
         let until = sql.bind(until);
-        sql.and(&format!("starts_at < {until}"));
+        sql.and(&format!("{table}starts_at < {until}"));
     }
 }
 

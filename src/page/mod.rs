@@ -9,8 +9,6 @@
 //! another origin: the page cannot send anything to a third party even if
 //! a stored label or annotation tried to make it.
 
-use std::sync::LazyLock;
-
 use hyper::header::{
     HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG,
     REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
@@ -28,63 +26,50 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 
 /// One file of the page.
 pub struct Asset {
+    path: &'static str,
     pub content_type: &'static str,
     pub body: &'static [u8],
-    /// A strong validator: the FNV-1a of the body, so a browser revalidates
-    /// (`Cache-Control: no-cache`) and gets a 304 until the binary changes.
-    pub etag: HeaderValue,
+    /// A strong validator, `"<FNV-1a of the body>"`, computed at compile
+    /// time: a browser revalidates (`Cache-Control: no-cache`) and gets a
+    /// 304 until the binary changes.
+    etag: [u8; 18],
 }
 
-struct File {
-    path: &'static str,
-    content_type: &'static str,
-    body: &'static [u8],
+const fn file(path: &'static str, content_type: &'static str, body: &'static [u8]) -> Asset {
+    Asset {
+        path,
+        content_type,
+        body,
+        etag: etag_of(body),
+    }
 }
 
-const FILES: &[File] = &[
-    File {
-        path: INDEX,
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("assets/index.html"),
-    },
-    File {
-        path: "/assets/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("assets/app.js"),
-    },
-    File {
-        path: "/assets/style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("assets/style.css"),
-    },
-    File {
-        path: "/assets/favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("assets/favicon.svg"),
-    },
+static FILES: [Asset; 4] = [
+    file(
+        INDEX,
+        "text/html; charset=utf-8",
+        include_bytes!("assets/index.html"),
+    ),
+    file(
+        "/assets/app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/app.js"),
+    ),
+    file(
+        "/assets/style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/style.css"),
+    ),
+    file(
+        "/assets/favicon.svg",
+        "image/svg+xml",
+        include_bytes!("assets/favicon.svg"),
+    ),
 ];
-
-static ASSETS_BY_PATH: LazyLock<Vec<(&'static str, Asset)>> = LazyLock::new(|| {
-    FILES
-        .iter()
-        .map(|f| {
-            let etag = format!("\"{:016x}\"", fnv1a(f.body));
-            let asset = Asset {
-                content_type: f.content_type,
-                body: f.body,
-                etag: HeaderValue::from_str(&etag).expect("hex digits in quotes"),
-            };
-            (f.path, asset)
-        })
-        .collect()
-});
 
 /// The asset at `path`, if the page has one there.
 pub fn asset(path: &str) -> Option<&'static Asset> {
-    ASSETS_BY_PATH
-        .iter()
-        .find(|(p, _)| *p == path)
-        .map(|(_, a)| a)
+    FILES.iter().find(|a| a.path == path)
 }
 
 /// Whether `path` belongs to the page (an unknown one is then a 404).
@@ -100,9 +85,13 @@ impl Asset {
         if_none_match.is_some_and(|v| {
             v.as_bytes().split(|&b| b == b',').any(|tag| {
                 let tag = tag.trim_ascii();
-                tag == b"*" || tag.strip_prefix(b"W/").unwrap_or(tag) == self.etag.as_bytes()
+                tag == b"*" || tag.strip_prefix(b"W/").unwrap_or(tag) == self.etag
             })
         })
+    }
+
+    pub fn etag(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.etag).expect("hex digits in quotes")
     }
 
     /// The headers of a 200 or 304 for this asset.
@@ -110,7 +99,7 @@ impl Asset {
         [
             (CONTENT_TYPE, HeaderValue::from_static(self.content_type)),
             (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (ETAG, self.etag.clone()),
+            (ETAG, self.etag()),
             (CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
             (X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
             // A click on a generatorURL or runbook link does not tell that
@@ -120,11 +109,23 @@ impl Asset {
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    use std::hash::Hasher;
-    let mut h = fnv::FnvHasher::default();
-    h.write(bytes);
-    h.finish()
+/// `"<16 hex digits of the body's FNV-1a 64>"`, at compile time.
+const fn etag_of(body: &[u8]) -> [u8; 18] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < body.len() {
+        hash ^= body[i] as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    let mut tag = [b'"'; 18];
+    let mut digit = 0;
+    while digit < 16 {
+        tag[1 + digit] = HEX[((hash >> (60 - 4 * digit)) & 0xf) as usize];
+        digit += 1;
+    }
+    tag
 }
 
 #[cfg(test)]
@@ -133,17 +134,27 @@ mod tests {
 
     #[test]
     fn every_file_is_served_with_its_type_and_a_validator() {
-        for f in FILES {
+        for f in &FILES {
             let a = asset(f.path).unwrap();
             assert!(!a.body.is_empty(), "{}", f.path);
             assert!(is_page_path(f.path));
-            assert!(a.matches(Some(&a.etag)));
-            let weak = format!("\"x\", W/{}", a.etag.to_str().unwrap());
+            assert!(a.matches(Some(&a.etag())));
+            let weak = format!("\"x\", W/{}", a.etag().to_str().unwrap());
             assert!(a.matches(Some(&HeaderValue::from_str(&weak).unwrap())));
             assert!(!a.matches(Some(&HeaderValue::from_static("\"0\""))));
             assert!(!a.matches(None));
         }
         assert!(asset("/assets/missing.js").is_none());
+        // The compile-time FNV-1a is the fnv crate's (whose Hasher is not
+        // const): on FNV's own vectors and on every file.
+        assert_eq!(&etag_of(b""), b"\"cbf29ce484222325\"");
+        assert_eq!(&etag_of(b"a"), b"\"af63dc4c8601ec8c\"");
+        for f in &FILES {
+            let mut crate_hash = fnv::FnvHasher::default();
+            std::hash::Hasher::write(&mut crate_hash, f.body);
+            let expected = format!("\"{:016x}\"", std::hash::Hasher::finish(&crate_hash));
+            assert_eq!(f.etag().to_str().unwrap(), expected, "{}", f.path);
+        }
         assert!(!is_page_path("/api/v1/alerts"));
     }
 
@@ -230,7 +241,7 @@ mod tests {
         {
             assert!(asset(reference).is_some(), "{reference} is not served");
         }
-        for file in FILES {
+        for file in &FILES {
             // An SVG namespace is a name, never fetched.
             let text = String::from_utf8_lossy(file.body).replace("http://www.w3.org/2000/svg", "");
             for scheme in ["http://", "https://", "//cdn", "@import"] {
