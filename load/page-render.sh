@@ -39,8 +39,7 @@ window="since=$T0&until=2026-11-24T00:00:00Z"
 ensure_postgres >&2
 ensure_chromium >&2
 command -v jq >/dev/null || apt_install jq
-if [ -z "${ALERT_INGEST_BIN:-}" ]; then cargo build --release --quiet --bin alert-ingest; fi
-service_bin=${ALERT_INGEST_BIN:-target/release/alert-ingest}
+use_given_or_release_bin
 work=$(mktemp -d)
 driver="" session=""
 cleanup() {
@@ -127,9 +126,7 @@ for n in $sizes; do
     bodies "$n"
     start_service "$addr" "$work/service.log" \
         ALERT_INGEST_DATABASE_URL="postgres://root@127.0.0.1:5432/$db" ALERT_INGEST_DURABILITY=database
-    for body in "$work"/bodies/*.json; do
-        curl -fsS -o /dev/null -H 'Content-Type: application/json' --data-binary "@$body" "http://$addr/webhook"
-    done
+    post_webhooks "$addr" "$work"/bodies/*.json
     caps='{"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": "/usr/bin/chromium",
         "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,720"]}}}}'
     session=$(webdriver POST "" "$caps" | jq -r .value.sessionId)

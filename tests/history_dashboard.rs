@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{fixture, fixture_names, test_config, Service, TestDb};
+use common::{post_fixtures, test_config, Service, TestDb};
 use serde_json::Value;
 
 const DASHBOARD: &str = concat!(
@@ -94,10 +94,7 @@ async fn every_query_of_the_history_dashboard_returns_rows_from_the_fixtures() {
 
     let db = TestDb::create().await;
     let service = Service::start_ready(test_config(&db.url)).await;
-    for name in fixture_names() {
-        let (status, answer) = service.post(fixture(&name)).await;
-        assert_eq!(status, 200, "{name}: {answer}");
-    }
+    post_fixtures(&service).await;
     service.settled().await;
     let client = db.client().await;
 

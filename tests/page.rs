@@ -20,7 +20,7 @@ use fantoccini::{Client as Driver, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
-use common::{fixture, fixture_names, free_port, test_config, webhook, Service, TestDb};
+use common::{count, fixture, free_port, post_fixtures, test_config, webhook, Service, TestDb};
 
 const DEFAULT_CHROMIUM_BIN: &str = "/usr/bin/chromium";
 const DEFAULT_CHROMEDRIVER_BIN: &str = "/usr/bin/chromedriver";
@@ -192,9 +192,7 @@ impl Browser {
             "the page is {width} px wide"
         );
     }
-}
 
-impl Browser {
     async fn close(self) {
         self.client.clone().close().await.unwrap();
     }
@@ -251,10 +249,7 @@ fn requests_of_pages_at(origin: &str, entries: &[Value]) -> Vec<String> {
 async fn with_fixtures() -> (TestDb, Service) {
     let db = TestDb::create().await;
     let service = Service::start_ready(test_config(&db.url)).await;
-    for name in fixture_names() {
-        let (status, body) = service.post(fixture(&name)).await;
-        assert_eq!(status, 200, "{name}: {body}");
-    }
+    post_fixtures(&service).await;
     let refire = String::from_utf8(fixture("firing-two-alerts.json"))
         .unwrap()
         .replace("2026-11-23T19:14:38Z", "2026-11-23T21:02:00Z");
@@ -297,32 +292,26 @@ async fn the_timeline_holds_one_row_per_stored_label_set() {
         stored.len()
     );
     assert_eq!(sorted(rows.clone()), stored, "one row per stored label set");
-    let episodes: i64 = db
-        .client()
-        .await
-        .query_one(
-            &format!("SELECT count(*) FROM alerts WHERE {WINDOW_SQL}"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let episodes = count(&db.client().await, &format!("alerts WHERE {WINDOW_SQL}")).await;
     let summary = browser.texts("#summary").await.concat();
     let counted = format!("{} label sets, {episodes} episodes", stored.len());
     assert!(summary.starts_with(&counted), "{summary}");
-    // The canvas drew the first row's first episode in its severity's
-    // colour, in the middle of its bar.
+    // The first row's first episode: its bar, and the pointer's place on it.
+    let bar = "const c = document.getElementById('bars');
+               const e = timeline.rows[0].episodes[0];
+               const [x0, x1] = barOf(e, c.clientWidth, Date.now());
+               const box = c.getBoundingClientRect();
+               const at = { clientX: box.left + (x0 + x1) / 2, clientY: box.top + 11, bubbles: true };";
+    // The canvas drew it in its severity's colour, in the middle of its bar.
     let pixel = browser
-        .js(
-            "const c = document.getElementById('bars');
-             const e = timeline.rows[0].episodes[0];
-             const [x0, x1] = barOf(e, c.clientWidth, Date.now());
+        .js(&format!(
+            "{bar}
              const r = devicePixelRatio;
              const d = c.getContext('2d').getImageData(Math.round((x0 + x1) / 2 * r), Math.round(11 * r), 1, 1).data;
              const hex = cssVar('--' + severityOf(e.labels)).slice(1);
              const want = [0, 2, 4].map((i) => parseInt(hex.slice(i, i + 2), 16));
-             return { got: Array.from(d.slice(0, 3)), want, alpha: d[3] };",
-        )
+             return {{ got: Array.from(d.slice(0, 3)), want, alpha: d[3] }};"
+        ))
         .await;
     let channel = |key: &str, i: usize| pixel[key][i].as_i64().unwrap();
     for i in 0..3 {
@@ -334,11 +323,6 @@ async fn the_timeline_holds_one_row_per_stored_label_set() {
     assert!(pixel["alpha"].as_i64().unwrap() > 200, "{pixel}");
     // The pointer over that bar shows its labels and annotations; a click
     // there opens that episode.
-    let bar = "const c = document.getElementById('bars');
-               const e = timeline.rows[0].episodes[0];
-               const [x0, x1] = barOf(e, c.clientWidth, Date.now());
-               const box = c.getBoundingClientRect();
-               const at = { clientX: box.left + (x0 + x1) / 2, clientY: box.top + 11, bubbles: true };";
     let hovered = browser
         .js(&format!(
             "{bar} c.dispatchEvent(new MouseEvent('mousemove', at));
@@ -489,9 +473,8 @@ async fn the_episode_view_shows_its_events_source_and_notifications() {
 async fn noisy_and_flapping_show_the_stats_with_sparklines() {
     let (db, service) = with_fixtures().await;
     let browser = Browser::start().await;
-    let window = "since=2026-11-23T00:00:00Z&until=2026-11-24T00:00:00Z";
     browser
-        .open(&service, &format!("/?view=noisy&{window}"))
+        .open(&service, &format!("/?view=noisy&{WINDOW}"))
         .await;
     let noisy = browser
         .attributes("#noisy tbody tr", "data-alertname")
@@ -552,7 +535,7 @@ async fn noisy_and_flapping_show_the_stats_with_sparklines() {
     browser
         .open(
             &service,
-            &format!("/?view=noisy&{window}&label=namespace=payments"),
+            &format!("/?view=noisy&{WINDOW}&label=namespace=payments"),
         )
         .await;
     let payments = browser
@@ -592,7 +575,11 @@ async fn hostile_labels_and_links_render_as_text() {
         .unwrap();
     browser.redraw(row.click()).await.unwrap();
     let shown = browser.texts("#episode-body .kv dd").await.join("\n");
-    assert!(shown.contains(&format!("javascript:{pwn}")), "{shown}");
+    let links = shown.matches(&format!("javascript:{pwn}")).count();
+    assert_eq!(
+        links, 2,
+        "the runbook_url and the generatorURL, as text: {shown}"
+    );
     assert!(shown.contains("<b>bold</b>"), "{shown}");
     let injected = "img, script:not([src]), a[href^='javascript'], b";
     assert!(browser

@@ -10,6 +10,10 @@
 #                                variables; its pid in $svc; returns once
 #                                /readyz is 200 (or after 10 s)
 #   stop_service               - SIGTERM, waits for the exit
+#   post_webhooks ADDR FILE... - POSTs each file to ADDR's /webhook, in
+#                                order; fails on the first non-2xx
+#   use_given_or_release_bin   - $service_bin = $ALERT_INGEST_BIN, or a
+#                                release build made now
 #   kv KEY FILE                - the value of a key=value line of FILE
 #   wait_http URL [SECONDS]    - until URL answers 2xx (default 10 s);
 #                                returns 1, saying so, if it never does
@@ -37,6 +41,20 @@ stop_service() {
     kill -TERM "$svc"
     wait "$svc" || true
     svc=""
+}
+
+post_webhooks() {
+    local addr=$1 body
+    shift
+    for body in "$@"; do
+        curl -fsS -o /dev/null -H 'Content-Type: application/json' --data-binary "@$body" \
+            "http://$addr/webhook"
+    done
+}
+
+use_given_or_release_bin() {
+    if [ -z "${ALERT_INGEST_BIN:-}" ]; then cargo build --release --quiet --bin alert-ingest; fi
+    service_bin=${ALERT_INGEST_BIN:-target/release/alert-ingest}
 }
 
 kv() { grep "^$1=" "$2" | cut -d= -f2; }

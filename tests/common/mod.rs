@@ -41,6 +41,14 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// Posts every fixture to `service`, each answered 200.
+pub async fn post_fixtures(service: &Service) {
+    for name in fixture_names() {
+        let (status, body) = service.post(fixture(&name)).await;
+        assert_eq!(status, 200, "{name}: {body}");
+    }
+}
+
 pub fn admin_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
 }

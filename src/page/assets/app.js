@@ -71,8 +71,7 @@ const iso = (ms) => new Date(ms).toISOString().replace(".000Z", "Z");
 /** `2026-11-23 19:14:38` (UTC), the page's one way of showing a time. */
 function fmtTime(value) {
   if (value == null) return "—";
-  const d = typeof value === "number" ? new Date(value) : new Date(value);
-  return d.toISOString().slice(0, 19).replace("T", " ");
+  return new Date(value).toISOString().slice(0, 19).replace("T", " ");
 }
 
 function fmtDuration(seconds) {
@@ -192,7 +191,6 @@ async function loadEpisodes(state, range, signal) {
       const page = await getJson("alerts", params, signal);
       for (const e of page.items) episodes.set(e.fingerprint + "@" + e.starts_at, e);
       if (!page.next_cursor) return;
-      if (episodes.size >= MAX_EPISODES) { truncated = true; return; }
       params.set("cursor", page.next_cursor);
     }
   };
@@ -212,7 +210,7 @@ function groupRows(episodes) {
   for (const e of episodes) {
     let row = rows.get(e.fingerprint);
     if (!row) {
-      row = { fingerprint: e.fingerprint, alertname: e.alertname, labels: e.labels, episodes: [] };
+      row = { fingerprint: e.fingerprint, alertname: e.alertname, episodes: [] };
       rows.set(e.fingerprint, row);
     }
     row.episodes.push({ ...e, start: Date.parse(e.starts_at), end: e.ends_at ? Date.parse(e.ends_at) : null });
@@ -241,10 +239,11 @@ function nameByDifferences(rows) {
   for (const group of byName.values()) {
     if (group.length < 2) { for (const r of group) r.short = r.text; continue; }
     const keys = new Set(group.flatMap((r) => Object.keys(r.labels)));
-    const differing = [...keys].filter((k) => k !== "alertname" && !group.every((r) => r.labels[k] === group[0].labels[k]));
-    const shared = [...keys].filter((k) => k !== "alertname" && !differing.includes(k));
+    const names = [...keys].filter((k) => k !== "alertname").sort();
+    const differing = names.filter((k) => !group.every((r) => r.labels[k] === group[0].labels[k]));
+    const shared = names.filter((k) => !differing.includes(k));
     for (const r of group) {
-      const text = (ks) => ks.sort().filter((k) => k in r.labels).map((k) => `${k}=${r.labels[k]}`);
+      const text = (ks) => ks.filter((k) => k in r.labels).map((k) => `${k}=${r.labels[k]}`);
       r.short = [...text(differing), ...text(shared)].join(" ");
     }
   }
@@ -259,16 +258,13 @@ async function showTimeline(state, signal) {
   timeline.rows = groupRows(episodes);
   timeline.range = range;
   renderRows();
-  drawAxis();
-  drawBars();
+  redraw();
   const n = timeline.rows.length;
   $("summary").textContent =
     `${n} label set${n === 1 ? "" : "s"}, ${episodes.length} episode${episodes.length === 1 ? "" : "s"} ` +
     `from ${fmtTime(range[0])} to ${state.until ? fmtTime(range[1]) : "now"} UTC` +
     (truncated ? ` — only the newest ${MAX_EPISODES} episodes: the window's oldest are left out; narrow the window or the filters` : "");
-  $("timeline").dataset.rows = String(n);
-  $("timeline").dataset.episodes = String(episodes.length);
-  $("timeline").dataset.loaded = "true";
+  $("timeline").dataset.episodes = String(episodes.length); // load/page-render.sh reads it
 }
 
 function renderRows() {
@@ -286,7 +282,7 @@ function renderRows() {
     ),
   );
   $("lane").style.height = `${timeline.rows.length * ROW_HEIGHT}px`;
-  if (!timeline.rows.length) list.append(h("p", { class: "summary", style: null }, "No episode in this window matches."));
+  if (!timeline.rows.length) list.append(h("p", { class: "summary" }, "No episode in this window matches."));
 }
 
 function openLatest(row) {
@@ -334,6 +330,12 @@ function drawAxis() {
   }
 }
 
+/** The axis and the bars: after new data, a resize or a theme change. */
+function redraw() {
+  drawAxis();
+  drawBars();
+}
+
 function scheduleDraw() {
   if (!timeline.frame) timeline.frame = requestAnimationFrame(() => { timeline.frame = 0; drawBars(); });
 }
@@ -356,10 +358,11 @@ function drawBars() {
   for (let i = first; i <= last; i++) {
     const row = timeline.rows[i];
     const y = i * ROW_HEIGHT - top + (ROW_HEIGHT - BAR_HEIGHT) / 2;
+    // One label set, one severity.
+    ctx.fillStyle = colors[row.severity];
     for (const e of row.episodes) {
       const [x0, x1] = barOf(e, width, now);
       if (x1 < 0 || x0 > width) continue;
-      ctx.fillStyle = colors[severityOf(e.labels)];
       ctx.globalAlpha = e === timeline.hover ? 1 : 0.85;
       ctx.fillRect(x0, y, x1 - x0, BAR_HEIGHT);
       if (e.end == null) {
@@ -405,17 +408,24 @@ function episodeAt(offsetX, offsetY) {
   return best;
 }
 
+/** `<dt>name</dt><dd>value</dd>`, sorted by name; `*_url` values as links. */
+function terms(obj) {
+  return Object.keys(obj).sort().flatMap((k) => [
+    h("dt", {}, k),
+    h("dd", {}, /_url$/.test(k) ? safeLink(obj[k]) : obj[k]),
+  ]);
+}
+
 function showTooltip(e, clientX, clientY) {
   const tip = $("tooltip");
   if (!e) { tip.hidden = true; return; }
-  const pairs = (obj) => Object.keys(obj).sort().flatMap((k) => [h("dt", {}, k), h("dd", {}, obj[k])]);
   tip.replaceChildren(
     h("strong", {}, e.alertname || "(no alertname)"), " ",
     h("span", { class: `badge ${e.status}` }, e.status),
     h("div", {}, `${fmtTime(e.starts_at)} → ${e.ends_at ? fmtTime(e.ends_at) : "still firing"}` +
       (e.end != null ? ` (${fmtDuration((e.end - e.start) / 1000)})` : "")),
-    h("dl", {}, pairs(e.labels)),
-    Object.keys(e.annotations).length ? h("dl", {}, pairs(e.annotations)) : null,
+    h("dl", {}, terms(e.labels)),
+    Object.keys(e.annotations).length ? h("dl", {}, terms(e.annotations)) : null,
   );
   tip.hidden = false;
   const x = Math.min(clientX + 14, window.innerWidth - tip.offsetWidth - 8);
@@ -427,7 +437,7 @@ function showTooltip(e, clientX, clientY) {
 function wireTimeline() {
   const canvas = $("bars");
   $("scroller").addEventListener("scroll", scheduleDraw, { passive: true });
-  window.addEventListener("resize", () => { drawAxis(); drawBars(); });
+  window.addEventListener("resize", redraw);
   canvas.addEventListener("mousemove", (ev) => {
     const e = episodeAt(ev.offsetX, ev.offsetY);
     if (e !== timeline.hover) { timeline.hover = e; scheduleDraw(); }
@@ -506,7 +516,6 @@ const NOTIFICATIONS_SHOWN = 200;
 
 async function showEpisode(state, signal) {
   const panel = $("episode"), body = $("episode-body");
-  if (!state.fingerprint) { panel.hidden = true; return; }
   if (panel.hidden) lastFocus = document.activeElement;
   panel.hidden = false;
   $("episode-title").textContent = "Episode";
@@ -539,11 +548,7 @@ async function showEpisode(state, signal) {
 function episodeSections(e, { siblings, more }, notifications) {
   const cut = notifications.length > NOTIFICATIONS_SHOWN;
   notifications = notifications.slice(0, NOTIFICATIONS_SHOWN);
-  const kv = (obj, linkKeys = []) =>
-    h("dl", { class: "kv" }, Object.keys(obj).sort().flatMap((k) => [
-      h("dt", {}, k),
-      h("dd", {}, linkKeys.includes(k) || /_url$/.test(k) ? safeLink(obj[k]) : obj[k]),
-    ]));
+  const kv = (obj) => h("dl", { class: "kv" }, terms(obj));
   const duration = e.ends_at ? fmtDuration((Date.parse(e.ends_at) - Date.parse(e.starts_at)) / 1000) : "still firing";
   return [
     h("dl", { class: "kv", id: "episode-times" },
@@ -612,8 +617,7 @@ async function showNoisy(state, signal) {
   const filterBy = (name) => () => {
     const s = readState();
     Object.assign(s, { view: "timeline", alertname: name, fingerprint: "", startsAt: "" });
-    writeState(s);
-    route();
+    navigate(s);
   };
   const tables = [
     ["noisy", 3, getJson("stats/top", params({ buckets: String(SPARK_BUCKETS) }), signal), (r) =>
@@ -655,7 +659,6 @@ async function showNoisy(state, signal) {
   $("noisy-summary").textContent =
     `Episodes matching the filters, started from ${fmtTime(since)} to ${state.until ? fmtTime(until) : "now"} UTC; ` +
     `the sparklines count them in ${SPARK_BUCKETS} slices of the window.`;
-  $("noisy-view").dataset.loaded = "true";
 }
 
 function fill(tableId, rows, columns) {
@@ -757,29 +760,32 @@ function applyTheme(theme) {
   if (theme === "auto") delete document.documentElement.dataset.theme;
   else document.documentElement.dataset.theme = theme;
   $("theme").textContent = `Theme: ${theme}`;
-  drawAxis();
-  drawBars();
 }
 
 function cycleTheme() {
   const next = THEMES[(THEMES.indexOf(localStorage.getItem("theme") || "auto") + 1) % THEMES.length];
   localStorage.setItem("theme", next);
   applyTheme(next);
+  redraw(); // the canvas's colours come from the theme
+}
+
+/** A new view: into the URL (history), then drawn. */
+function navigate(state) {
+  writeState(state);
+  route();
 }
 
 function wirePage() {
   $("filters").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    writeState(formState());
-    route();
+    navigate(formState());
   });
   for (const b of document.querySelectorAll("[data-range]")) {
     b.addEventListener("click", () => {
       const s = formState();
       s.since = iso(Date.now() - RANGES[b.dataset.range]);
       s.until = "";
-      writeState(s);
-      route();
+      navigate(s);
     });
   }
   for (const a of document.querySelectorAll(".tabs a")) {
@@ -787,8 +793,7 @@ function wirePage() {
       ev.preventDefault();
       const s = readState();
       s.view = a.dataset.view;
-      writeState(s);
-      route();
+      navigate(s);
     });
   }
   $("episode-close").addEventListener("click", closeEpisode);
@@ -801,11 +806,14 @@ function wirePage() {
     else if (ev.key === "/") { ev.preventDefault(); $("alertname").focus(); }
     else if (ev.key === "t") cycleTheme();
   });
-  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => { drawAxis(); drawBars(); });
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", redraw);
 }
 
 wireTimeline();
 wirePage();
 applyTheme(localStorage.getItem("theme") || "auto");
 route();
-loadAlertnames().catch(() => { /* the datalist is a convenience; route() reports API errors */ });
+// The alertname suggestions (a 30-day stat) only when someone types one.
+$("alertname").addEventListener("focus", () => {
+  loadAlertnames().catch(() => { /* a convenience; route() reports API errors */ });
+}, { once: true });
