@@ -215,6 +215,7 @@ fn cases(default: u32) -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+        .max(1) // zero cases would check nothing and pass
 }
 
 /// Runs `property` on random sequences of up to `max` deliveries, each with

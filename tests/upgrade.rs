@@ -295,5 +295,12 @@ async fn a_late_delivery_of_an_episode_stored_before_the_upgrade_is_placed() {
         "nothing left to place it against"
     );
     assert_eq!(service.metric("alert_ingest_alerts_late_total").await, 1);
+    // Stored without error: no failed write, nothing set aside.
+    let metrics = service.get("/metrics").await.1;
+    let failed: Vec<&str> = (metrics.lines())
+        .filter(|l| l.starts_with("alert_ingest_db_errors_total{"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(count(&client, "rejected_notifications").await, 0);
     service.shutdown().await;
 }

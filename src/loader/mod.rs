@@ -31,7 +31,7 @@ use crate::config::LimitsConfig;
 use crate::model::{Delivery, Interner};
 use crate::parse::{self, ParseError, Scratch};
 use crate::spool::{self, Next, Position, Reader};
-use crate::store::{ErrorClass, Rejection, Rows, Store, StoreError, Written};
+use crate::store::{ErrorClass, Rejection, Rows, Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::workers::Batch;
 
@@ -282,7 +282,7 @@ impl Load {
         self.reader
             .set_oldest_unloaded(Some(first.delivery.received_at));
         let mut batch = Batch::new(self.max_rows.max(first_alerts));
-        self.add(&mut batch, first);
+        batch.add(first);
         let linger_until = Instant::now() + self.linger;
         while !batch.is_full() {
             let wait = linger_until.saturating_duration_since(Instant::now());
@@ -291,7 +291,7 @@ impl Load {
                 _ => break,
             };
             match self.parse(record) {
-                Item::Parsed(next) if self.fits(&batch, &next) => self.add(&mut batch, next),
+                Item::Parsed(next) if self.fits(&batch, &next) => batch.add(next),
                 item => {
                     self.carry = Some(item);
                     break;
@@ -305,10 +305,6 @@ impl Load {
     /// holds (each delivery keeps its place in the order of receipt).
     fn fits(&self, batch: &Batch<Loaded>, next: &Loaded) -> bool {
         next.delivery.alert_count <= batch.room() && !batch.holds_an_episode_of(next)
-    }
-
-    fn add(&self, batch: &mut Batch<Loaded>, loaded: Loaded) {
-        batch.add(loaded);
     }
 
     /// Writes the batch; if PostgreSQL refuses it, each of its requests
@@ -341,7 +337,7 @@ impl Load {
             }
         };
         let mut batch = Batch::new(loaded.delivery.alert_count.max(1));
-        self.add(&mut batch, loaded);
+        batch.add(loaded);
         match self.commit(&batch, Writing::AfterRefusal) {
             Ok(()) => Ok(()),
             Err(WriteFailed::Refused { sqlstate, message }) => {
@@ -387,7 +383,7 @@ impl Load {
 
     /// Writes and commits `rows`, again and again while the failure may
     /// pass: the requests were acknowledged.
-    fn write(&self, rows: &mut Rows<'_>) -> Result<Written, WriteFailed> {
+    fn write(&self, rows: &mut Rows<'_>) -> Result<(), WriteFailed> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -400,7 +396,7 @@ impl Load {
                     if attempt > 1 {
                         tracing::info!(attempt, "loading the spool again");
                     }
-                    return Ok(written);
+                    return Ok(());
                 }
                 Err(StoreError::Data {
                     sqlstate, message, ..

@@ -185,23 +185,50 @@ mod tests {
         }
     }
 
+    /// The `class` labels dashboards, rules and tests/faults.rs know.
     #[test]
     fn every_class_has_its_own_metric_label() {
-        let all = [
-            ErrorClass::Unavailable,
-            ErrorClass::Timeout,
-            ErrorClass::Data,
-            ErrorClass::Connection,
-            ErrorClass::Conflict,
-            ErrorClass::ReadOnly,
-            ErrorClass::Resources,
-            ErrorClass::Shutdown,
-            ErrorClass::Other,
-            ErrorClass::Config,
+        let labels = [
+            (ErrorClass::Unavailable, "unavailable"),
+            (ErrorClass::Timeout, "timeout"),
+            (ErrorClass::Data, "data"),
+            (ErrorClass::Connection, "connection"),
+            (ErrorClass::Conflict, "conflict"),
+            (ErrorClass::ReadOnly, "read_only"),
+            (ErrorClass::Resources, "resources"),
+            (ErrorClass::Shutdown, "shutdown"),
+            (ErrorClass::Other, "other"),
+            (ErrorClass::Config, "config"),
         ];
-        let labels: std::collections::BTreeSet<&str> = all.iter().map(|c| c.as_str()).collect();
-        assert_eq!(labels.len(), all.len());
+        for (class, label) in labels {
+            // A variant added without a label here fails to compile.
+            match class {
+                ErrorClass::Unavailable
+                | ErrorClass::Timeout
+                | ErrorClass::Data
+                | ErrorClass::Connection
+                | ErrorClass::Conflict
+                | ErrorClass::ReadOnly
+                | ErrorClass::Resources
+                | ErrorClass::Shutdown
+                | ErrorClass::Other
+                | ErrorClass::Config => assert_eq!(class.as_str(), label),
+            }
+        }
+    }
+
+    #[test]
+    fn only_refused_data_and_configuration_are_final() {
         assert!(StoreError::Timeout(Duration::from_secs(1)).is_retryable());
+        assert!(StoreError::Unavailable("down".into()).is_retryable());
+        assert!(!StoreError::Config("x".into()).is_retryable());
         assert_eq!(StoreError::Config("x".into()).class(), ErrorClass::Config);
+        let refused = StoreError::Data {
+            sqlstate: "22001".into(),
+            message: "too long".into(),
+            source: None,
+        };
+        assert!(!refused.is_retryable());
+        assert_eq!(refused.class(), ErrorClass::Data);
     }
 }

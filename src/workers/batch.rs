@@ -7,7 +7,7 @@
 //! jobs with a requester waiting (`durability: database`), or records
 //! loaded from the spool.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{self, HashMap};
 
 use time::OffsetDateTime;
 
@@ -99,10 +99,14 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
             job,
             superseded: Vec::new(),
         };
-        let Some(&i) = self.by_episode.get(&episode) else {
-            self.by_episode.insert(episode, self.entries.len());
-            self.entries.push(entry);
-            return;
+        // One hash per alert: the slot is looked up and, if new, filled.
+        let i = match self.by_episode.entry(episode) {
+            hash_map::Entry::Vacant(slot) => {
+                slot.insert(self.entries.len());
+                self.entries.push(entry);
+                return;
+            }
+            hash_map::Entry::Occupied(slot) => *slot.get(),
         };
         self.unchanged += 1;
         let held = &mut self.entries[i];

@@ -24,7 +24,7 @@ use tokio::runtime::Runtime;
 use crate::config::{BatchConfig, DatabaseConfig};
 use crate::model::Interner;
 use crate::queue::{Failure, Job, Receipt};
-use crate::store::{BatchSink, StoreError, Written};
+use crate::store::{BatchSink, StoreError};
 use crate::telemetry::Metrics;
 
 /// Pause before writing a failed batch again; grows linearly per attempt.
@@ -204,14 +204,14 @@ impl<S: BatchSink> Worker<S> {
     fn collect(&self, carry: Option<Job>, wait: Wait) -> Option<Batch<Job>> {
         let mut batch = Batch::new(self.settings.batch.max_rows);
         match carry.and_then(|job| self.live(job)) {
-            Some(job) => self.add(&mut batch, job),
+            Some(job) => batch.add(job),
             None => loop {
                 let next = match wait {
                     Wait::ForFirst => self.rx.recv().ok()?,
                     Wait::No => self.rx.try_recv().ok()?,
                 };
                 if let Some(job) = self.live(next) {
-                    self.add(&mut batch, job);
+                    batch.add(job);
                     break;
                 }
             },
@@ -230,14 +230,10 @@ impl<S: BatchSink> Worker<S> {
                 Err(_) => break,
             };
             if let Some(job) = self.live(next) {
-                self.add(&mut batch, job);
+                batch.add(job);
             }
         }
         Some(batch)
-    }
-
-    fn add(&self, batch: &mut Batch<Job>, job: Job) {
-        batch.add(job);
     }
 
     /// Drops a request whose requester has already been answered 503.
@@ -261,7 +257,7 @@ impl<S: BatchSink> Worker<S> {
             .inc_by(batch.unchanged as u64);
         let result = self.write(&batch, None);
         match result {
-            Ok(_) => self.answer_all(batch, Ok(())),
+            Ok(()) => self.answer_all(batch, Ok(())),
             Err(e) if !e.is_retryable() => self.write_each(batch),
             Err(e) => self.answer_all(batch, Err(Failure::Unavailable(e.to_string()))),
         }
@@ -272,7 +268,7 @@ impl<S: BatchSink> Worker<S> {
     fn write_each(&self, batch: Batch<Job>) -> Option<Job> {
         let mut outcomes: Vec<Result<(), Failure>> = (0..batch.job_count())
             .map(|i| match self.write(&batch, Some(i)) {
-                Ok(_) => Ok(()),
+                Ok(()) => Ok(()),
                 Err(e @ StoreError::Data { .. }) => Err(Failure::Rejected(e.to_string())),
                 Err(e) => Err(Failure::Unavailable(e.to_string())),
             })
@@ -303,7 +299,7 @@ impl<S: BatchSink> Worker<S> {
     }
 
     /// Writes the batch (or one request's part), retrying what may pass.
-    fn write(&self, batch: &Batch<Job>, only: Option<usize>) -> Result<Written, StoreError> {
+    fn write(&self, batch: &Batch<Job>, only: Option<usize>) -> Result<(), StoreError> {
         let mut rows = batch.rows(&self.shared.interner, only);
         if only.is_some() {
             // After a failed batch, which an earlier attempt of may have
@@ -318,7 +314,7 @@ impl<S: BatchSink> Worker<S> {
                 Ok(written) => {
                     let (alerts, notifications) = (rows.alert_count(), rows.notification_count());
                     metrics.committed(alerts, notifications, &written, started.elapsed());
-                    return Ok(written);
+                    return Ok(());
                 }
                 Err(e) => {
                     metrics.db_error(e.class());

@@ -11,6 +11,7 @@ use crate::config::{BatchConfig, DatabaseConfig};
 use crate::model::{testing, Status, Webhook};
 use crate::queue::{Job, Queue};
 use crate::store::Rows;
+use crate::store::Written;
 
 /// Refuses (as PostgreSQL would, with a data error) any write that carries
 /// an alert named "BAD"; records the alert count of every write.
