@@ -44,7 +44,7 @@ cleanup() { [ -n "$svc" ] && kill "$svc" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 ensure_postgres >&2
-cargo build --release --bin alert-ingest-load >&2
+cargo build --release -p alert-ingest-load >&2
 
 mean() { # NAME FILE: a histogram's mean from a /metrics dump
     awk -v m="$1" '$1 == m "_sum" {s = $2} $1 == m "_count" {c = $2}

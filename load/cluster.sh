@@ -37,7 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --bins >&2
+cargo build --release --workspace --bins >&2
 rm -rf "$CLUSTER_DIR"
 scripts/cluster >"$work/cluster.out" 2>&1 &
 cluster=$!
