@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::config::RetentionConfig;
-use crate::store::partitions::{partition_name, Maintenance, Partition, Range, PARTITIONED};
+use crate::store::partitions::{partition_name, Maintenance, Partition, Partitioned, Range};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{Metrics, OutcomeLabel, TableLabel};
 
@@ -26,6 +26,26 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Bound on taking and releasing the lock (a round trip or two).
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whose clock a run reads.
+#[derive(Clone, Copy, Debug)]
+enum Clock {
+    /// The database's `now()`, so that an instance whose clock is wrong
+    /// cannot cut history off early.
+    Database,
+    /// The tests' clock.
+    Fixed(OffsetDateTime),
+}
+
+/// What a run does besides creating partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// Creates partitions and deletes nothing (`retention.enabled: false`,
+    /// and `alert-ingest migrate`).
+    PartitionsOnly,
+    /// Also drops partitions and deletes rows past `retention.days`.
+    PartitionsAndDeletes,
+}
 
 /// What one run did.
 #[derive(Debug, Default)]
@@ -82,7 +102,7 @@ impl Retention {
 
     /// One run at the database's time, logged and counted.
     async fn run_and_report(&self) {
-        let outcome = match self.run(None, self.config.enabled).await {
+        let outcome = match self.run(Clock::Database, self.scope()).await {
             Ok(Some(report)) => {
                 self.record(&report);
                 if report.errors.is_empty() {
@@ -118,33 +138,36 @@ impl Retention {
 
     /// One run at `now`; `None` when another instance is running one.
     pub async fn run_once(&self, now: OffsetDateTime) -> Result<Option<Report>, StoreError> {
-        self.run(Some(now), self.config.enabled).await
+        self.run(Clock::Fixed(now), self.scope()).await
+    }
+
+    /// What a scheduled run does under the current configuration.
+    fn scope(&self) -> Scope {
+        if self.config.enabled {
+            Scope::PartitionsAndDeletes
+        } else {
+            Scope::PartitionsOnly
+        }
     }
 
     /// Creates the partitions a run would, at the database's time, and
     /// deletes nothing (`alert-ingest migrate` leaves a database ready to
     /// write to).
     pub async fn prepare(&self) -> Result<Option<Report>, StoreError> {
-        self.run(None, false).await
+        self.run(Clock::Database, Scope::PartitionsOnly).await
     }
 
-    /// `now`: the tests' clock; the database's when `None`, so that an
-    /// instance whose clock is wrong cannot cut history off early.
-    async fn run(
-        &self,
-        now: Option<OffsetDateTime>,
-        delete: bool,
-    ) -> Result<Option<Report>, StoreError> {
+    async fn run(&self, clock: Clock, scope: Scope) -> Result<Option<Report>, StoreError> {
         let locked = tokio::time::timeout(CONTROL_TIMEOUT, self.store.maintenance()).await;
         let Some(mut session) = locked.unwrap_or(Err(StoreError::Timeout(CONTROL_TIMEOUT)))? else {
             return Ok(None);
         };
         let run = async {
-            let now = match now {
-                Some(now) => now,
-                None => session.now().await?,
+            let now = match clock {
+                Clock::Fixed(now) => now,
+                Clock::Database => session.now().await?,
             };
-            self.run_locked(&mut session, now, delete).await
+            self.run_locked(&mut session, now, scope).await
         };
         match tokio::time::timeout(RUN_TIMEOUT, run).await {
             Ok(result) => {
@@ -167,7 +190,7 @@ impl Retention {
         &self,
         session: &mut Maintenance,
         now: OffsetDateTime,
-        delete: bool,
+        scope: Scope,
     ) -> Result<Report, StoreError> {
         let mut report = Report {
             horizon: Duration::MAX,
@@ -175,11 +198,11 @@ impl Retention {
         };
         let cutoff = now - time::Duration::days(self.config.days.into());
         let batch = self.config.delete_batch as i64;
-        for table in PARTITIONED {
+        for table in Partitioned::ALL {
             let partitions = self
                 .create_partitions(session, table, now, cutoff, &mut report)
                 .await?;
-            if !delete {
+            if scope == Scope::PartitionsOnly {
                 continue;
             }
             for partition in expired(&partitions, cutoff) {
@@ -192,11 +215,11 @@ impl Retention {
             }
             let deleted = session.delete_default_before(table, cutoff, batch).await?;
             match table {
-                "alert_events" => report.deleted_events += deleted,
-                _ => report.deleted_notifications += deleted,
+                Partitioned::AlertEvents => report.deleted_events += deleted,
+                Partitioned::Notifications => report.deleted_notifications += deleted,
             }
         }
-        if delete {
+        if scope == Scope::PartitionsAndDeletes {
             report.deleted_episodes = session.delete_episodes_before(cutoff, batch).await?;
         }
         Ok(report)
@@ -208,7 +231,7 @@ impl Retention {
     async fn create_partitions(
         &self,
         session: &mut Maintenance,
-        table: &str,
+        table: Partitioned,
         now: OffsetDateTime,
         cutoff: OffsetDateTime,
         report: &mut Report,
@@ -256,8 +279,11 @@ impl Retention {
             .inc_by(report.dropped.len() as u64);
         for (table, rows) in [
             ("alerts", report.deleted_episodes),
-            ("alert_events", report.deleted_events),
-            ("notifications", report.deleted_notifications),
+            (Partitioned::AlertEvents.as_str(), report.deleted_events),
+            (
+                Partitioned::Notifications.as_str(),
+                report.deleted_notifications,
+            ),
         ] {
             m.retention_rows_deleted
                 .get_or_create(&TableLabel { table })

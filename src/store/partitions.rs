@@ -8,6 +8,8 @@
 //! partitions are created by `ATTACH`, which takes only SHARE UPDATE
 //! EXCLUSIVE on the parent; deletes go in bounded batches.
 
+use std::fmt;
+
 use deadpool_postgres::Object;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -15,8 +17,38 @@ use tokio_postgres::SimpleQueryMessage;
 
 use super::{Store, StoreError};
 
-/// The partitioned tables; each has a `<table>_default` partition.
-pub const PARTITIONED: [&str; 2] = ["alert_events", "notifications"];
+/// The partitioned tables; each has a `<table>_default` partition. Their
+/// names are only ever formatted into SQL from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Partitioned {
+    AlertEvents,
+    Notifications,
+}
+
+impl Partitioned {
+    pub const ALL: [Partitioned; 2] = [Partitioned::AlertEvents, Partitioned::Notifications];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Partitioned::AlertEvents => "alert_events",
+            Partitioned::Notifications => "notifications",
+        }
+    }
+
+    /// The partition that catches rows no time partition holds.
+    const fn default_partition(self) -> &'static str {
+        match self {
+            Partitioned::AlertEvents => "alert_events_default",
+            Partitioned::Notifications => "notifications_default",
+        }
+    }
+}
+
+impl fmt::Display for Partitioned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Identifies "alert-ingest retention" among advisory locks (ASCII "alrtretn").
 const RETENTION_LOCK_KEY: i64 = 0x616c_7274_7265_746e;
@@ -83,7 +115,7 @@ impl Store {
 
 impl Maintenance {
     /// The time partitions of `table` (not its default).
-    pub async fn partitions(&self, table: &str) -> Result<Vec<Partition>, StoreError> {
+    pub async fn partitions(&self, table: Partitioned) -> Result<Vec<Partition>, StoreError> {
         let rows = self
             .client
             .query(
@@ -94,7 +126,7 @@ impl Maintenance {
                                        'FROM \(''(.*)''\) TO \(''(.*)''\)') AS b
                   WHERE i.inhparent = $1::text::regclass AND b IS NOT NULL
                   ORDER BY 2",
-                &[&table],
+                &[&table.as_str()],
             )
             .await?;
         Ok(rows
@@ -112,36 +144,42 @@ impl Maintenance {
     /// The oldest `received_at` at or after `since` in `table`'s default partition.
     pub async fn oldest_in_default(
         &self,
-        table: &str,
+        table: Partitioned,
         since: OffsetDateTime,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
-        let sql = format!("SELECT min(received_at) FROM {table}_default WHERE received_at >= $1");
+        let default = table.default_partition();
+        let sql = format!("SELECT min(received_at) FROM {default} WHERE received_at >= $1");
         Ok(self.client.query_one(&sql, &[&since]).await?.get(0))
     }
 
     /// Creates `table`'s partition for `range`, moving in the rows the
     /// default partition holds for it, all in one transaction. Returns the
-    /// rows moved.
+    /// rows moved: the move's own result, its one `moved` column.
     ///
     /// The whole transaction is one simple query, COMMIT included: no
     /// client round trip happens while its locks are held, so a client
     /// lost mid-way cannot hold them (the server rolls back).
-    pub async fn create(&mut self, table: &str, range: Range) -> Result<u64, StoreError> {
+    pub async fn create(&mut self, table: Partitioned, range: Range) -> Result<u64, StoreError> {
         let name = partition_name(table, range.from);
+        let default = table.default_partition();
         let (from, to) = (literal(range.from), literal(range.to));
         let messages = self
             .in_one_transaction(&format!(
-                "LOCK TABLE {table}_default IN SHARE ROW EXCLUSIVE MODE;
+                "LOCK TABLE {default} IN SHARE ROW EXCLUSIVE MODE;
                  CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
                  WITH moved AS (
-                     DELETE FROM {table}_default
-                     WHERE received_at >= '{from}' AND received_at < '{to}' RETURNING *)
-                 INSERT INTO {name} SELECT * FROM moved;
+                     DELETE FROM {default}
+                     WHERE received_at >= '{from}' AND received_at < '{to}' RETURNING *),
+                 inserted AS (INSERT INTO {name} SELECT * FROM moved RETURNING 1)
+                 SELECT count(*) AS moved FROM inserted;
                  ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{from}') TO ('{to}');"
             ))
             .await?;
-        // The counts of BEGIN, SET, LOCK, CREATE, INSERT…: the fifth is the move.
-        Ok(messages.get(4).copied().unwrap_or(0))
+        let moved = messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get("moved"),
+            _ => None,
+        });
+        Ok(moved.and_then(|n| n.parse().ok()).unwrap_or(0))
     }
 
     /// Drops a partition, with every row in it.
@@ -152,18 +190,15 @@ impl Maintenance {
     }
 
     /// Runs `statements` as one transaction in one simple query, with the
-    /// DDL lock bound; returns each statement's row count.
-    async fn in_one_transaction(&self, statements: &str) -> Result<Vec<u64>, StoreError> {
+    /// DDL lock bound; returns what the server answered.
+    async fn in_one_transaction(
+        &self,
+        statements: &str,
+    ) -> Result<Vec<SimpleQueryMessage>, StoreError> {
         let sql =
             format!("BEGIN; SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'; {statements} COMMIT;");
         match self.client.simple_query(&sql).await {
-            Ok(messages) => Ok(messages
-                .iter()
-                .filter_map(|m| match m {
-                    SimpleQueryMessage::CommandComplete(n) => Some(*n),
-                    _ => None,
-                })
-                .collect()),
+            Ok(messages) => Ok(messages),
             Err(e) => {
                 // The failed statement left the transaction aborted.
                 let _ = self.client.batch_execute("ROLLBACK").await;
@@ -181,13 +216,14 @@ impl Maintenance {
     /// partition, `batch` at a time. Returns the rows deleted.
     pub async fn delete_default_before(
         &self,
-        table: &str,
+        table: Partitioned,
         cutoff: OffsetDateTime,
         batch: i64,
     ) -> Result<u64, StoreError> {
+        let default = table.default_partition();
         let sql = format!(
-            "DELETE FROM {table}_default WHERE ctid = ANY (ARRAY(
-                 SELECT ctid FROM {table}_default WHERE received_at < $1 LIMIT $2))"
+            "DELETE FROM {default} WHERE ctid = ANY (ARRAY(
+                 SELECT ctid FROM {default} WHERE received_at < $1 LIMIT $2))"
         );
         self.delete_in_batches(&sql, cutoff, batch).await
     }
@@ -247,7 +283,7 @@ async fn restore(client: &Object) {
 }
 
 /// `alert_events_p20261124`: the table and the first day of the range.
-pub fn partition_name(table: &str, from: OffsetDateTime) -> String {
+pub fn partition_name(table: Partitioned, from: OffsetDateTime) -> String {
     let d = from.date();
     format!(
         "{table}_p{:04}{:02}{:02}",
