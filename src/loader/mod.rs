@@ -31,7 +31,7 @@ use crate::config::LimitsConfig;
 use crate::model::{Delivery, Interner};
 use crate::parse::{self, ParseError, Scratch};
 use crate::spool::{self, Next, Position, Reader};
-use crate::store::{ErrorClass, Rejection, Rows, Store, StoreError};
+use crate::store::{ErrorClass, Part, Rejection, Rows, Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::workers::Batch;
 
@@ -353,7 +353,7 @@ impl Load {
         let (end, records, bytes) = extent(batch);
         let metrics = &self.shared.metrics;
         metrics.alerts_unchanged.inc_by(batch.unchanged as u64);
-        let mut rows = batch.rows(&self.shared.interner, None);
+        let mut rows = batch.rows(&self.shared.interner, Part::Whole);
         rows.set_loaded_position(self.spool_id.clone(), end.segment as i64, end.offset as i64);
         if writing == Writing::AfterRefusal {
             // Its notification may be what was refused: stored already (by

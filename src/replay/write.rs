@@ -16,7 +16,7 @@ use tokio::runtime::Runtime;
 
 use super::{Captured, Rejected, Summary};
 use crate::model::{unix_micros, Episode, Interner};
-use crate::store::{AlertRow, NotificationRow, Rows, Store, StoreError, Written};
+use crate::store::{AlertRow, NotificationRow, Part, Rows, Store, StoreError, Written};
 
 /// Pause before the second attempt of a failed write; doubles after each.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -105,7 +105,7 @@ impl Writer<'_> {
         if batch.alerts.is_empty() && batch.complete.is_empty() {
             return Ok(());
         }
-        match self.write(&self.rows(&batch, all, None)) {
+        match self.write(&self.rows(&batch, all, Part::Whole)) {
             Ok(written) => {
                 count(summary, batch.alerts.len(), written);
                 Ok(())
@@ -149,7 +149,7 @@ impl Writer<'_> {
         let alerts = batch.alerts.iter().map(|&(n, _)| n);
         let notifications: BTreeSet<usize> = alerts.chain(batch.complete.iter().copied()).collect();
         for n in notifications {
-            let rows = self.rows(batch, all, Some(n));
+            let rows = self.rows(batch, all, Part::Request(n));
             match self.write(&rows) {
                 Ok(written) => count(summary, rows.alert_count(), written),
                 Err(StoreError::Data {
@@ -168,17 +168,16 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// The batch's rows, or only those of notification `only`.
-    fn rows<'c>(&'c self, batch: &Batch, all: &'c [Captured], only: Option<usize>) -> Rows<'c> {
-        let wanted = |n: usize| only.is_none_or(|o| o == n);
+    /// The batch's rows, or only those of one notification (`all`'s index).
+    fn rows<'c>(&'c self, batch: &Batch, all: &'c [Captured], part: Part) -> Rows<'c> {
         let mut rows = Rows::default();
-        for &(n, a) in batch.alerts.iter().filter(|(n, _)| wanted(*n)) {
+        for &(n, a) in batch.alerts.iter().filter(|(n, _)| part.holds(*n)) {
             let c = &all[n];
             let receiver = &c.webhook.notification.receiver;
             let alert = &c.webhook.alerts[a];
             rows.push_alert(AlertRow::new(alert, receiver, c.received_at, self.interner));
         }
-        for &n in batch.complete.iter().filter(|&&n| wanted(n)) {
+        for &n in batch.complete.iter().filter(|&&n| part.holds(n)) {
             let c = &all[n];
             let alerts = c.webhook.alerts.len();
             let row =

@@ -7,7 +7,7 @@ pub mod partitions;
 mod rows;
 
 pub use error::{ErrorClass, StoreError};
-pub use rows::{AlertRow, NotificationRow, Rows};
+pub use rows::{AlertRow, NotificationRow, Part, Rows};
 
 use std::collections::HashMap;
 use std::time::Duration;

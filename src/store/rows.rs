@@ -95,6 +95,26 @@ fn pairs_json(pairs: &[Pair], interner: &Interner) -> String {
     })
 }
 
+/// Which requests of a batch to encode: all of them, or one alone (after
+/// PostgreSQL refused the batch, each request is written on its own so that
+/// only the one carrying the bad row is refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Whole,
+    /// The rows of the request with this index in the batch.
+    Request(usize),
+}
+
+impl Part {
+    /// Whether request `n`'s rows belong to this part.
+    pub fn holds(self, n: usize) -> bool {
+        match self {
+            Part::Whole => true,
+            Part::Request(only) => only == n,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Rows<'a> {
     fingerprint: Vec<String>,

@@ -12,7 +12,7 @@ use std::collections::hash_map::{self, HashMap};
 use time::OffsetDateTime;
 
 use crate::model::{Alert, Delivery, Episode, Interner};
-use crate::store::{AlertRow, NotificationRow, Rows};
+use crate::store::{AlertRow, NotificationRow, Part, Rows};
 
 struct Entry {
     alert: Alert,
@@ -130,11 +130,10 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
         self.jobs.len()
     }
 
-    /// Encodes the batch, or only what request `only` contributed to it.
-    pub fn rows<'a>(&'a self, interner: &'a Interner, only: Option<usize>) -> Rows<'a> {
+    /// Encodes the batch, or only what one request contributed to it.
+    pub fn rows<'a>(&'a self, interner: &'a Interner, part: Part) -> Rows<'a> {
         let mut rows = Rows::default();
-        let wanted = |job: usize| only.is_none_or(|o| o == job);
-        for entry in self.entries.iter().filter(|e| wanted(e.job)) {
+        for entry in self.entries.iter().filter(|e| part.holds(e.job)) {
             let job = self.jobs[entry.job].as_ref();
             let receiver = &job.webhook.notification.receiver;
             rows.push_alert(AlertRow::new(
@@ -144,7 +143,7 @@ impl<J: AsRef<Delivery> + AsMut<Delivery>> Batch<J> {
                 interner,
             ));
         }
-        for (_, job) in self.jobs.iter().enumerate().filter(|(i, _)| wanted(*i)) {
+        for (_, job) in self.jobs.iter().enumerate().filter(|(i, _)| part.holds(*i)) {
             let job = job.as_ref();
             if job.webhook.alerts.is_empty() {
                 let n = &job.webhook.notification;
@@ -210,7 +209,7 @@ mod tests {
         while let Some(job) = carried.take() {
             let mut batch = Batch::<Job>::new(100);
             batch.add(job);
-            let rows = batch.rows(&interner, None);
+            let rows = batch.rows(&interner, Part::Whole);
             counts.push((
                 rows.alert_count(),
                 rows.notification_count(),
@@ -238,10 +237,10 @@ mod tests {
         assert_eq!(batch.unchanged, 1);
         assert_eq!(batch.entries.len(), 1);
         assert_eq!(batch.entries[0].alert.status, Status::Resolved);
-        let rows = batch.rows(&interner, None);
+        let rows = batch.rows(&interner, Part::Whole);
         assert_eq!((rows.alert_count(), rows.notification_count()), (1, 2));
         assert_eq!(
-            batch.rows(&interner, Some(0)).alert_count(),
+            batch.rows(&interner, Part::Request(0)).alert_count(),
             0,
             "the later request carries it"
         );
@@ -259,7 +258,7 @@ mod tests {
         batch.add(job_at(vec![alert(1, Status::Firing, &interner)], earlier));
         assert_eq!(batch.entries.len(), 1);
         assert_eq!(batch.entries[0].alert.status, Status::Resolved);
-        assert_eq!(batch.rows(&interner, Some(1)).alert_count(), 0);
+        assert_eq!(batch.rows(&interner, Part::Request(1)).alert_count(), 0);
         assert_eq!(batch.dependencies().collect::<Vec<_>>(), [(0, 1)]);
     }
 

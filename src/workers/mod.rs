@@ -24,7 +24,7 @@ use tokio::runtime::Runtime;
 use crate::config::{BatchConfig, DatabaseConfig};
 use crate::model::Interner;
 use crate::queue::{Failure, Job, Receipt};
-use crate::store::{BatchSink, StoreError};
+use crate::store::{BatchSink, Part, StoreError};
 use crate::telemetry::Metrics;
 
 /// Pause before writing a failed batch again; grows linearly per attempt.
@@ -255,7 +255,7 @@ impl<S: BatchSink> Worker<S> {
             .metrics
             .alerts_unchanged
             .inc_by(batch.unchanged as u64);
-        let result = self.write(&batch, None);
+        let result = self.write(&batch, Part::Whole);
         match result {
             Ok(()) => self.answer_all(batch, Ok(())),
             Err(e) if !e.is_retryable() => self.write_each(batch),
@@ -267,7 +267,7 @@ impl<S: BatchSink> Worker<S> {
     /// that only the one that carries the bad row is refused.
     fn write_each(&self, batch: Batch<Job>) -> Option<Job> {
         let mut outcomes: Vec<Result<(), Failure>> = (0..batch.job_count())
-            .map(|i| match self.write(&batch, Some(i)) {
+            .map(|i| match self.write(&batch, Part::Request(i)) {
                 Ok(()) => Ok(()),
                 Err(e @ StoreError::Data { .. }) => Err(Failure::Rejected(e.to_string())),
                 Err(e) => Err(Failure::Unavailable(e.to_string())),
@@ -299,9 +299,9 @@ impl<S: BatchSink> Worker<S> {
     }
 
     /// Writes the batch (or one request's part), retrying what may pass.
-    fn write(&self, batch: &Batch<Job>, only: Option<usize>) -> Result<(), StoreError> {
-        let mut rows = batch.rows(&self.shared.interner, only);
-        if only.is_some() {
+    fn write(&self, batch: &Batch<Job>, part: Part) -> Result<(), StoreError> {
+        let mut rows = batch.rows(&self.shared.interner, part);
+        if let Part::Request(_) = part {
             // After a failed batch, which an earlier attempt of may have
             // committed before its answer was lost.
             rows.set_may_be_stored();
