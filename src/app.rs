@@ -1,7 +1,11 @@
 //! The one place that wires every stage together and orders shutdown:
 //! signal → stop accepting → finish in-flight requests (workers still
-//! committing) → close the queue → workers flush their last batches → close
-//! the pool, all within `server.shutdown_grace`.
+//! committing) → close the queue → workers flush their last batches (with
+//! `durability: spool`: the spool syncs, the loader loads) → the schema's
+//! upkeep stops → close the pool, all within `server.shutdown_grace`.
+//! `App::start` assembles
+//! the stages; `Running::until` and `Behind::shut_down_in_order` are that
+//! order as code.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,10 +16,11 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, Durability, RetentionConfig};
 use crate::history::History;
-use crate::ingress::{self, Auth, Durable, Ingress, Reloadable};
+use crate::ingress::{self, Auth, Drained, Durable, Ingress, Reloadable};
 use crate::loader::{self, Loader};
 use crate::model::Interner;
 use crate::queue::Queue;
@@ -76,87 +81,53 @@ impl App {
     /// the schema is migrated as soon as it answers, and until then
     /// `/readyz` and webhooks answer 503.
     pub async fn start(config: Config) -> Result<App, StartError> {
-        if let Some(capacity) = config.cache.capacity {
-            tracing::warn!(
-                capacity,
-                "cache.capacity has no effect since issue #14: every delivery is written \
-                 (README, \"Order of receipt\"); remove it from the configuration"
-            );
-        }
+        warn_of_ignored_settings(&config);
         let metrics = Arc::new(Metrics::new());
         let interner = Arc::new(Interner::new(config.interner.capacity));
         let store = Store::new(&config.database)?;
-        let history = History::new(Store::reader(&config.database, &config.history)?);
-        let auth = Auth::from_config(&config.auth).map_err(StartError::Auth)?;
-        let tls = (config.server.tls.as_ref())
-            .map(ingress::tls::acceptor)
-            .transpose()
-            .map_err(StartError::Tls)?;
-        // A connection of its own: a long run never takes /readyz's.
-        let retention = Retention::new(
-            Store::dedicated(&config.database)?,
-            config.retention.clone(),
-            metrics.clone(),
-        );
-        let (retention_reloads, reloads) = watch::channel(config.retention.clone());
-        let (schema_ready, maintenance) =
-            maintain_in_background(store.clone(), retention, reloads).await;
+        let front = Front::load(&config)?;
+        let upkeep = Upkeep::start(&config, store.clone(), &metrics).await?;
         let stages = Stages {
             config: &config,
             interner: &interner,
             metrics: &metrics,
-            schema_ready: &schema_ready,
+            schema_ready: &upkeep.schema_ready,
         };
-        let (durable, pipeline) = match config.durability {
-            Durability::Database => stages.workers()?,
-            Durability::Spool => stages.spool()?,
-        };
-        let addr = config.server.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Listen { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Listen { addr, source })?;
-        let grace = config.server.shutdown_grace;
-        let started = config.clone();
+        let (durable, pipeline) = stages.behind_the_ingress()?;
+        let (listener, addr) = bind(config.server.listen).await?;
         let ingress = Arc::new(Ingress {
             durable,
             store: store.clone(),
-            history,
+            history: front.history,
             interner,
             metrics,
             reloadable: ArcSwap::from_pointee(Reloadable {
-                auth,
+                auth: front.auth,
                 limits: config.limits,
             }),
             buffers: ingress::new_pool(),
-            config: config.server,
-            schema_ready,
+            config: config.server.clone(),
+            schema_ready: upkeep.schema_ready,
         });
-        let serving = ingress.clone();
+        let running = Running {
+            listener,
+            ingress: ingress.clone(),
+            tls: front.tls,
+            grace: config.server.shutdown_grace,
+            behind: Behind {
+                pipeline,
+                upkeep: upkeep.task,
+                store,
+            },
+        };
         let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            let drained = ingress::serve(listener, serving, tls, shutdown, grace).await;
-            let deadline = drained.signalled_at + grace;
-            let finished = tokio::task::spawn_blocking(move || pipeline.finish(deadline))
-                .await
-                .unwrap_or(false);
-            // A retention run in progress rolls back; the next one redoes it.
-            maintenance.abort();
-            store.close();
-            drained.complete && finished
-        });
         Ok(App {
             addr,
             stop,
-            done,
+            done: tokio::spawn(running.until(stopped)),
             ingress,
-            retention: retention_reloads,
-            started,
+            retention: upkeep.reloads,
+            started: config,
         })
     }
 
@@ -222,6 +193,122 @@ impl App {
     }
 }
 
+/// Settings still accepted that no longer do anything: said once at startup.
+fn warn_of_ignored_settings(config: &Config) {
+    if let Some(capacity) = config.cache.capacity {
+        tracing::warn!(
+            capacity,
+            "cache.capacity has no effect since issue #14: every delivery is written \
+             (README, \"Order of receipt\"); remove it from the configuration"
+        );
+    }
+}
+
+/// What the ingress serves besides webhooks, loaded before anything runs:
+/// the history API's pool, the credentials, the TLS certificate.
+struct Front {
+    history: History,
+    auth: Auth,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Front {
+    fn load(config: &Config) -> Result<Front, StartError> {
+        let history = History::new(Store::reader(&config.database, &config.history)?);
+        let auth = Auth::from_config(&config.auth).map_err(StartError::Auth)?;
+        let tls = (config.server.tls.as_ref())
+            .map(ingress::tls::acceptor)
+            .transpose()
+            .map_err(StartError::Tls)?;
+        Ok(Front { history, auth, tls })
+    }
+}
+
+/// The schema's upkeep (see `maintain_in_background`), started.
+struct Upkeep {
+    /// Set once the schema is migrated: until then `/readyz` and webhooks answer 503.
+    schema_ready: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+    /// Where a reload sends a new retention configuration.
+    reloads: watch::Sender<RetentionConfig>,
+}
+
+impl Upkeep {
+    async fn start(
+        config: &Config,
+        store: Store,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Upkeep, StartError> {
+        // A connection of its own: a long run never takes /readyz's.
+        let retention = Retention::new(
+            Store::dedicated(&config.database)?,
+            config.retention.clone(),
+            metrics.clone(),
+        );
+        let (reloads, reloaded) = watch::channel(config.retention.clone());
+        let (schema_ready, task) = maintain_in_background(store, retention, reloaded).await;
+        Ok(Upkeep {
+            schema_ready,
+            task,
+            reloads,
+        })
+    }
+}
+
+/// Binds `addr`; returns the listener and the address it got (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listen_error = |source| StartError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
+    Ok((listener, bound))
+}
+
+/// The service once started: the ingress in front, the rest behind it.
+struct Running {
+    listener: TcpListener,
+    ingress: Arc<Ingress>,
+    tls: Option<TlsAcceptor>,
+    grace: Duration,
+    behind: Behind,
+}
+
+impl Running {
+    /// Serves until `stop`, then shuts down in order; `true` when
+    /// everything finished within the grace period.
+    async fn until(self, stop: oneshot::Receiver<()>) -> bool {
+        let stopped = async {
+            let _ = stop.await;
+        };
+        let drained =
+            ingress::serve(self.listener, self.ingress, self.tls, stopped, self.grace).await;
+        self.behind.shut_down_in_order(drained, self.grace).await
+    }
+}
+
+/// What shutdown finishes once the ingress has drained.
+struct Behind {
+    pipeline: Pipeline,
+    upkeep: JoinHandle<()>,
+    store: Store,
+}
+
+impl Behind {
+    /// The module doc's order after the last answer: the pipeline commits
+    /// (or syncs and loads) what it was given until the grace ends, the
+    /// upkeep stops, the pool closes.
+    async fn shut_down_in_order(self, drained: Drained, grace: Duration) -> bool {
+        let deadline = drained.signalled_at + grace;
+        let pipeline = self.pipeline;
+        let finished = tokio::task::spawn_blocking(move || pipeline.finish(deadline))
+            .await
+            .unwrap_or(false);
+        // A retention run in progress rolls back; the next one redoes it.
+        self.upkeep.abort();
+        self.store.close();
+        drained.complete && finished
+    }
+}
+
 /// What the stages behind the ingress are built from.
 struct Stages<'a> {
     config: &'a Config,
@@ -231,6 +318,14 @@ struct Stages<'a> {
 }
 
 impl Stages<'_> {
+    /// The stages `durability` chooses, and how the ingress hands them a request.
+    fn behind_the_ingress(&self) -> Result<(Durable, Pipeline), StartError> {
+        match self.config.durability {
+            Durability::Database => self.workers(),
+            Durability::Spool => self.spool(),
+        }
+    }
+
     /// `durability: database`: the queue and the workers behind it.
     fn workers(&self) -> Result<(Durable, Pipeline), StartError> {
         let config = self.config;
