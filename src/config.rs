@@ -131,6 +131,36 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(
+            self.max_body_bytes > 0,
+            "server.max_body_bytes",
+            "must be greater than 0",
+        );
+        problems.check(
+            !self.request_timeout.is_zero(),
+            "server.request_timeout",
+            "must be greater than 0",
+        );
+        problems.check(
+            !self.header_read_timeout.is_zero(),
+            "server.header_read_timeout",
+            "must be greater than 0",
+        );
+        problems.check(
+            self.max_connections > 0,
+            "server.max_connections",
+            "must be greater than 0",
+        );
+        problems.check(
+            self.retry_after.as_secs() >= 1,
+            "server.retry_after",
+            "must be at least 1s",
+        );
+    }
+}
+
 /// Optional authentication of webhook requests. Each secret may be given
 /// inline, by file (`*_file`, trailing newline ignored) or by environment.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -141,6 +171,41 @@ pub struct AuthConfig {
     pub bearer_token_file: Option<PathBuf>,
     /// `Authorization: Basic …` (Alertmanager `http_config.basic_auth`).
     pub basic_auth: Option<BasicAuthConfig>,
+}
+
+impl AuthConfig {
+    fn validate(&self, problems: &mut Problems) {
+        // An empty secret would make every request fail with 401, which
+        // Alertmanager drops silently: refuse to start instead.
+        let empty = |s: &Option<Secret>| s.as_ref().is_some_and(|s| s.expose().is_empty());
+        problems.check(
+            !empty(&self.bearer_token),
+            "auth.bearer_token",
+            "must not be empty",
+        );
+        problems.check(
+            !self.basic_auth.as_ref().is_some_and(|b| empty(&b.password)),
+            "auth.basic_auth.password",
+            "must not be empty",
+        );
+        problems.check(
+            !(self.bearer_token.is_some() && self.bearer_token_file.is_some()),
+            "auth.bearer_token",
+            "give either bearer_token or bearer_token_file",
+        );
+        if let Some(basic) = &self.basic_auth {
+            problems.check(
+                !basic.username.is_empty(),
+                "auth.basic_auth.username",
+                "must not be empty",
+            );
+            problems.check(
+                basic.password.is_some() != basic.password_file.is_some(),
+                "auth.basic_auth.password",
+                "give exactly one of password or password_file",
+            );
+        }
+    }
 }
 
 /// A credential: its `Debug` never shows it, so it cannot leak into logs.
@@ -200,6 +265,36 @@ impl Default for DatabaseConfig {
     }
 }
 
+impl DatabaseConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(
+            names_a_server(&self.url),
+            "database.url",
+            "is not a valid PostgreSQL URL",
+        );
+        problems.check(
+            self.pool_size >= 1,
+            "database.pool_size",
+            "must be at least 1",
+        );
+        problems.check(
+            !self.connect_timeout.is_zero(),
+            "database.connect_timeout",
+            "must be greater than 0",
+        );
+        problems.check(
+            self.statement_timeout.as_millis() >= 1,
+            "database.statement_timeout",
+            "must be at least 1ms",
+        );
+        problems.check(
+            self.max_attempts >= 1,
+            "database.max_attempts",
+            "must be at least 1",
+        );
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
@@ -210,6 +305,16 @@ pub struct QueueConfig {
 impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig { capacity: 1024 }
+    }
+}
+
+impl QueueConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(
+            (1..=MAX_QUEUE_CAPACITY).contains(&self.capacity),
+            "queue.capacity",
+            format!("must be from 1 to {MAX_QUEUE_CAPACITY}"),
+        );
     }
 }
 
@@ -256,6 +361,46 @@ impl Default for SpoolConfig {
     }
 }
 
+impl SpoolConfig {
+    fn validate(&self, durability: Durability, problems: &mut Problems) {
+        problems.check(
+            (1..=MAX_BATCH_ROWS).contains(&self.load_max_rows),
+            "spool.load_max_rows",
+            format!("must be from 1 to {MAX_BATCH_ROWS}"),
+        );
+        problems.check(
+            self.load_linger <= Duration::from_secs(1),
+            "spool.load_linger",
+            "must be at most 1s (it delays every load)",
+        );
+        problems.check(
+            !self.dir.as_os_str().is_empty(),
+            "spool.dir",
+            "must not be empty",
+        );
+        problems.check(
+            self.segment_bytes >= MIN_SEGMENT_BYTES,
+            "spool.segment_bytes",
+            format!("must be at least {MIN_SEGMENT_BYTES}"),
+        );
+        // Loaded data is freed a segment at a time, and the segment being
+        // written is not freed until the next one is begun: with room for
+        // less than two, a full spool could never make room again.
+        problems.check(
+            self.max_bytes >= 2 * self.segment_bytes,
+            "spool.max_bytes",
+            "must be at least twice spool.segment_bytes",
+        );
+        // The directory is only used with durability: spool; there it must
+        // be one (or not exist yet, and be created at startup).
+        problems.check(
+            !(durability == Durability::Spool && self.dir.exists() && !self.dir.is_dir()),
+            "spool.dir",
+            format_args!("{} exists and is not a directory", self.dir.display()),
+        );
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersConfig {
@@ -268,6 +413,16 @@ pub struct WorkersConfig {
 impl Default for WorkersConfig {
     fn default() -> Self {
         WorkersConfig { count: 2 }
+    }
+}
+
+impl WorkersConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(
+            (1..=MAX_WORKERS).contains(&self.count),
+            "workers.count",
+            format!("must be from 1 to {MAX_WORKERS}"),
+        );
     }
 }
 
@@ -289,6 +444,16 @@ impl Default for BatchConfig {
             max_rows: 100,
             linger: Duration::ZERO,
         }
+    }
+}
+
+impl BatchConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(
+            (1..=MAX_BATCH_ROWS).contains(&self.max_rows),
+            "batch.max_rows",
+            format!("must be from 1 to {MAX_BATCH_ROWS}"),
+        );
     }
 }
 
@@ -374,6 +539,31 @@ impl LimitsConfig {
             max_json_depth: MAX_JSON_DEPTH,
         }
     }
+
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(
+            (1..=MAX_ALERTNAME_BYTES).contains(&self.max_alertname_bytes),
+            "limits.max_alertname_bytes",
+            format!("must be from 1 to {MAX_ALERTNAME_BYTES} (PostgreSQL's btree entry limit)"),
+        );
+        for (value, key) in [
+            (self.max_alerts, "limits.max_alerts"),
+            (self.max_labels, "limits.max_labels"),
+            (self.max_name_bytes, "limits.max_name_bytes"),
+            (self.max_label_value_bytes, "limits.max_label_value_bytes"),
+            (
+                self.max_annotation_value_bytes,
+                "limits.max_annotation_value_bytes",
+            ),
+        ] {
+            problems.check(value >= 1, key, "must be at least 1");
+        }
+        problems.check(
+            (4..=MAX_JSON_DEPTH).contains(&self.max_json_depth),
+            "limits.max_json_depth",
+            format!("must be from 4 (a webhook's own depth) to {MAX_JSON_DEPTH}"),
+        );
+    }
 }
 
 /// The read-only history API (`/api/v1/...`). It has connections of its
@@ -402,6 +592,26 @@ impl Default for HistoryConfig {
             pool_size: 2,
             statement_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl HistoryConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(
+            self.database_url.as_deref().is_none_or(names_a_server),
+            "history.database_url",
+            "is not a valid PostgreSQL URL",
+        );
+        problems.check(
+            self.pool_size >= 1,
+            "history.pool_size",
+            "must be at least 1",
+        );
+        problems.check(
+            self.statement_timeout.as_millis() >= 1,
+            "history.statement_timeout",
+            "must be at least 1ms",
+        );
     }
 }
 
@@ -442,6 +652,32 @@ impl Default for RetentionConfig {
     }
 }
 
+impl RetentionConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(self.days >= 1, "retention.days", "must be at least 1");
+        problems.check(
+            (1..=MAX_PARTITION_DAYS).contains(&self.partition_days),
+            "retention.partition_days",
+            format!("must be from 1 to {MAX_PARTITION_DAYS}"),
+        );
+        problems.check(
+            self.premake <= MAX_PREMAKE,
+            "retention.premake",
+            format!("must be at most {MAX_PREMAKE}"),
+        );
+        problems.check(
+            self.interval.as_secs() >= 1,
+            "retention.interval",
+            "must be at least 1s",
+        );
+        problems.check(
+            (1..=MAX_DELETE_BATCH).contains(&self.delete_batch),
+            "retention.delete_batch",
+            format!("must be from 1 to {MAX_DELETE_BATCH}"),
+        );
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -457,6 +693,16 @@ impl Default for LogConfig {
             level: "info".into(),
             format: LogFormat::Text,
         }
+    }
+}
+
+impl LogConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(
+            tracing_subscriber::EnvFilter::try_new(&self.level).is_ok(),
+            "log.level",
+            "is not a valid tracing filter",
+        );
     }
 }
 
@@ -489,6 +735,20 @@ const MAX_JSON_DEPTH: usize = 256;
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  {}", .0.join("\n  "))]
 pub struct ConfigError(pub Vec<String>);
+
+/// What `validate` finds, one `key: what is wrong` each, in the order
+/// checked; every section's `validate` adds to it.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    /// Notes `key: what` unless `ok`.
+    fn check(&mut self, ok: bool, key: &str, what: impl std::fmt::Display) {
+        if !ok {
+            self.0.push(format!("{key}: {what}"));
+        }
+    }
+}
 
 impl Config {
     /// Reads, applies environment overrides, and validates.
@@ -550,208 +810,25 @@ impl Config {
         problems
     }
 
+    /// Checks every section (each next to its struct); `ConfigError`
+    /// lists all that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
-        let mut check = |ok: bool, key: &str, what: &str| {
-            if !ok {
-                problems.push(format!("{key}: {what}"));
-            }
-        };
-        let s = &self.server;
-        check(
-            s.max_body_bytes > 0,
-            "server.max_body_bytes",
-            "must be greater than 0",
-        );
-        check(
-            !s.request_timeout.is_zero(),
-            "server.request_timeout",
-            "must be greater than 0",
-        );
-        check(
-            !s.header_read_timeout.is_zero(),
-            "server.header_read_timeout",
-            "must be greater than 0",
-        );
-        check(
-            s.max_connections > 0,
-            "server.max_connections",
-            "must be greater than 0",
-        );
-        check(
-            s.retry_after.as_secs() >= 1,
-            "server.retry_after",
-            "must be at least 1s",
-        );
-        let d = &self.database;
-        check(
-            names_a_server(&d.url),
-            "database.url",
-            "is not a valid PostgreSQL URL",
-        );
-        check(d.pool_size >= 1, "database.pool_size", "must be at least 1");
-        check(
-            !d.connect_timeout.is_zero(),
-            "database.connect_timeout",
-            "must be greater than 0",
-        );
-        check(
-            d.statement_timeout.as_millis() >= 1,
-            "database.statement_timeout",
-            "must be at least 1ms",
-        );
-        check(
-            d.max_attempts >= 1,
-            "database.max_attempts",
-            "must be at least 1",
-        );
-        check(
-            (1..=MAX_QUEUE_CAPACITY).contains(&self.queue.capacity),
-            "queue.capacity",
-            &format!("must be from 1 to {MAX_QUEUE_CAPACITY}"),
-        );
-        check(
-            (1..=MAX_WORKERS).contains(&self.workers.count),
-            "workers.count",
-            &format!("must be from 1 to {MAX_WORKERS}"),
-        );
-        check(
-            (1..=MAX_BATCH_ROWS).contains(&self.batch.max_rows),
-            "batch.max_rows",
-            &format!("must be from 1 to {MAX_BATCH_ROWS}"),
-        );
-        let l = &self.limits;
-        check(
-            (1..=MAX_ALERTNAME_BYTES).contains(&l.max_alertname_bytes),
-            "limits.max_alertname_bytes",
-            &format!("must be from 1 to {MAX_ALERTNAME_BYTES} (PostgreSQL's btree entry limit)"),
-        );
-        for (value, key) in [
-            (l.max_alerts, "limits.max_alerts"),
-            (l.max_labels, "limits.max_labels"),
-            (l.max_name_bytes, "limits.max_name_bytes"),
-            (l.max_label_value_bytes, "limits.max_label_value_bytes"),
-            (
-                l.max_annotation_value_bytes,
-                "limits.max_annotation_value_bytes",
-            ),
-        ] {
-            check(value >= 1, key, "must be at least 1");
-        }
-        check(
-            (4..=MAX_JSON_DEPTH).contains(&l.max_json_depth),
-            "limits.max_json_depth",
-            &format!("must be from 4 (a webhook's own depth) to {MAX_JSON_DEPTH}"),
-        );
-        let h = &self.history;
-        check(
-            h.database_url.as_deref().is_none_or(names_a_server),
-            "history.database_url",
-            "is not a valid PostgreSQL URL",
-        );
-        check(h.pool_size >= 1, "history.pool_size", "must be at least 1");
-        check(
-            h.statement_timeout.as_millis() >= 1,
-            "history.statement_timeout",
-            "must be at least 1ms",
-        );
-        let r = &self.retention;
-        check(r.days >= 1, "retention.days", "must be at least 1");
-        check(
-            (1..=MAX_PARTITION_DAYS).contains(&r.partition_days),
-            "retention.partition_days",
-            &format!("must be from 1 to {MAX_PARTITION_DAYS}"),
-        );
-        check(
-            r.premake <= MAX_PREMAKE,
-            "retention.premake",
-            &format!("must be at most {MAX_PREMAKE}"),
-        );
-        check(
-            r.interval.as_secs() >= 1,
-            "retention.interval",
-            "must be at least 1s",
-        );
-        check(
-            (1..=MAX_DELETE_BATCH).contains(&r.delete_batch),
-            "retention.delete_batch",
-            &format!("must be from 1 to {MAX_DELETE_BATCH}"),
-        );
-        check(
-            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
-            "log.level",
-            "is not a valid tracing filter",
-        );
+        let mut problems = Problems::default();
+        self.server.validate(&mut problems);
+        self.database.validate(&mut problems);
+        self.queue.validate(&mut problems);
+        self.workers.validate(&mut problems);
+        self.batch.validate(&mut problems);
+        self.limits.validate(&mut problems);
+        self.history.validate(&mut problems);
+        self.retention.validate(&mut problems);
+        self.log.validate(&mut problems);
         self.spool.validate(self.durability, &mut problems);
         self.auth.validate(&mut problems);
-        if problems.is_empty() {
+        if problems.0.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError(problems))
-        }
-    }
-}
-
-impl SpoolConfig {
-    fn validate(&self, durability: Durability, problems: &mut Vec<String>) {
-        if !(1..=MAX_BATCH_ROWS).contains(&self.load_max_rows) {
-            problems.push(format!(
-                "spool.load_max_rows: must be from 1 to {MAX_BATCH_ROWS}"
-            ));
-        }
-        if self.load_linger > Duration::from_secs(1) {
-            problems.push("spool.load_linger: must be at most 1s (it delays every load)".into());
-        }
-        if self.dir.as_os_str().is_empty() {
-            problems.push("spool.dir: must not be empty".into());
-        }
-        if self.segment_bytes < MIN_SEGMENT_BYTES {
-            problems.push(format!(
-                "spool.segment_bytes: must be at least {MIN_SEGMENT_BYTES}"
-            ));
-        }
-        // Loaded data is freed a segment at a time, and the segment being
-        // written is not freed until the next one is begun: with room for
-        // less than two, a full spool could never make room again.
-        if self.max_bytes < 2 * self.segment_bytes {
-            problems.push("spool.max_bytes: must be at least twice spool.segment_bytes".into());
-        }
-        // The directory is only used with durability: spool; there it must
-        // be one (or not exist yet, and be created at startup).
-        if durability == Durability::Spool && self.dir.exists() && !self.dir.is_dir() {
-            problems.push(format!(
-                "spool.dir: {} exists and is not a directory",
-                self.dir.display()
-            ));
-        }
-    }
-}
-
-impl AuthConfig {
-    fn validate(&self, problems: &mut Vec<String>) {
-        // An empty secret would make every request fail with 401, which
-        // Alertmanager drops silently: refuse to start instead.
-        let empty = |s: &Option<Secret>| s.as_ref().is_some_and(|s| s.expose().is_empty());
-        if empty(&self.bearer_token) {
-            problems.push("auth.bearer_token: must not be empty".into());
-        }
-        if self.basic_auth.as_ref().is_some_and(|b| empty(&b.password)) {
-            problems.push("auth.basic_auth.password: must not be empty".into());
-        }
-        if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
-            problems
-                .push("auth.bearer_token: give either bearer_token or bearer_token_file".into());
-        }
-        if let Some(basic) = &self.basic_auth {
-            if basic.username.is_empty() {
-                problems.push("auth.basic_auth.username: must not be empty".into());
-            }
-            if basic.password.is_some() == basic.password_file.is_some() {
-                problems.push(
-                    "auth.basic_auth.password: give exactly one of password or password_file"
-                        .into(),
-                );
-            }
+            Err(ConfigError(problems.0))
         }
     }
 }
