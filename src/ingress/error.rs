@@ -99,7 +99,9 @@ impl IngressError {
             Spool(AppendError::Full { .. }) => "spool_full",
             Spool(AppendError::Queue(QueueError::Full)) => "queue_full",
             Spool(AppendError::Queue(QueueError::Closed)) => "shutting_down",
-            Spool(AppendError::Write(_)) | SyncTimeout(_) => "spool_unavailable",
+            Spool(AppendError::Write(_) | AppendError::WriterStopped) | SyncTimeout(_) => {
+                "spool_unavailable"
+            }
             NotReady(_) => "not_ready",
             Internal(_) => "internal",
             History(e) => e.kind(),
@@ -190,7 +192,10 @@ mod tests {
             IngressError::CommitTimeout(Duration::from_secs(1)),
             IngressError::Spool(AppendError::Full { max_bytes: 1 }),
             IngressError::Spool(AppendError::Queue(QueueError::Full)),
-            IngressError::Spool(AppendError::Write("ENOSPC".into())),
+            IngressError::Spool(AppendError::Write(std::sync::Arc::new(
+                std::io::ErrorKind::StorageFull.into(),
+            ))),
+            IngressError::Spool(AppendError::WriterStopped),
             IngressError::SyncTimeout(Duration::from_secs(1)),
             IngressError::NotReady("x".into()),
         ] {

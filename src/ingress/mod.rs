@@ -252,7 +252,7 @@ impl Ingress {
         tokio::time::timeout_at(deadline.into(), synced)
             .await
             .map_err(|_| IngressError::SyncTimeout(self.config.request_timeout))?
-            .unwrap_or_else(|_| Err(AppendError::Write("the spool writer stopped".into())))
+            .unwrap_or(Err(AppendError::WriterStopped))
             .map_err(IngressError::Spool)
     }
 

@@ -134,8 +134,10 @@ impl OpenError {
     }
 }
 
-/// Why a request was not made durable; every one is a 503.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+/// Why a request was not made durable; every one is a 503. Cloned to
+/// every request of a failed sync, so the I/O error is shared, not copied
+/// into text (its kind and OS code stay readable through `source()`).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppendError {
     /// The segment files take `spool.max_bytes`: the loader is behind.
     #[error("the spool is full ({max_bytes} bytes, spool.max_bytes); the loader is behind")]
@@ -146,7 +148,10 @@ pub enum AppendError {
     /// Writing or syncing failed (a full disk, an I/O error); the records
     /// were not made durable and will never be loaded.
     #[error("the spool could not be written: {0}")]
-    Write(String),
+    Write(#[source] Arc<std::io::Error>),
+    /// The writer thread is gone (it panicked): nothing more is synced.
+    #[error("the spool could not be written: the spool writer stopped")]
+    WriterStopped,
 }
 
 /// The loader's view of the log, and the writer's: which segments exist,

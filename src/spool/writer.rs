@@ -146,7 +146,7 @@ impl Writer {
             Err(e) => {
                 self.shared.release(bytes);
                 self.distrust(&e);
-                Err(AppendError::Write(e.to_string()))
+                Err(AppendError::Write(Arc::new(e)))
             }
         }
     }
