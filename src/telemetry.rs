@@ -115,157 +115,176 @@ impl Metrics {
             rejected_notifications: Counter::default(),
             registry: Registry::default(),
         };
-        let r = &mut registry;
-        r.register(
+        m.register_ingest(&mut registry);
+        m.register_pipeline(&mut registry);
+        m.register_retention(&mut registry);
+        m.register_spool(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    /// What the ingress accepted and what was stored of it.
+    fn register_ingest(&self, registry: &mut Registry) {
+        registry.register(
             "http_requests",
             "HTTP requests answered, by status code",
-            m.http_requests.clone(),
+            self.http_requests.clone(),
         );
-        r.register(
+        registry.register(
             "http_request_duration_seconds",
             "Time from request head to answer",
-            m.http_request_duration.clone(),
+            self.http_request_duration.clone(),
         );
-        r.register(
+        registry.register(
             "alerts_received",
             "Alerts in accepted-for-processing webhook requests",
-            m.alerts_received.clone(),
+            self.alerts_received.clone(),
         );
-        r.register(
+        registry.register(
             "alerts_stored",
             "Alert episodes inserted or changed in PostgreSQL",
-            m.alerts_stored.clone(),
+            self.alerts_stored.clone(),
         );
-        r.register(
+        registry.register(
             "alerts_unchanged",
             "Alerts that changed no episode's state: unchanged repeats (which move its \
-             version only), earlier versions replaced in the same batch, late deliveries \
-             of a state the timeline already shows",
-            m.alerts_unchanged.clone(),
+         version only), earlier versions replaced in the same batch, late deliveries \
+         of a state the timeline already shows",
+            self.alerts_unchanged.clone(),
         );
-        r.register(
+        registry.register(
             "alerts_late",
             "Alerts received before the version their episode holds (another instance or \
-             a late spool load stored a later one first), put into the timeline at their \
-             receipt time",
-            m.alerts_late.clone(),
+         a late spool load stored a later one first), put into the timeline at their \
+         receipt time",
+            self.alerts_late.clone(),
         );
-        r.register(
+        registry.register(
             "notifications_stored",
             "Webhook notifications committed",
-            m.notifications_stored.clone(),
+            self.notifications_stored.clone(),
         );
-        r.register(
-            "queue_depth",
-            "Webhook requests waiting for a worker (durability: database) or for the spool's writer (spool)",
-            m.queue_depth.clone(),
-        );
-        r.register(
+    }
+
+    /// The queue, the batch writes and the interner behind the ingress.
+    fn register_pipeline(&self, registry: &mut Registry) {
+        registry.register(
+        "queue_depth",
+        "Webhook requests waiting for a worker (durability: database) or for the spool's writer (spool)",
+        self.queue_depth.clone(),
+    );
+        registry.register(
             "queue_capacity",
             "Most webhook requests that may wait for a worker",
-            m.queue_capacity.clone(),
+            self.queue_capacity.clone(),
         );
-        r.register(
+        registry.register(
             "batch_rows",
             "Alert rows written per batch",
-            m.batch_rows.clone(),
+            self.batch_rows.clone(),
         );
-        r.register(
+        registry.register(
             "commit_duration_seconds",
             "Time to write and commit one batch",
-            m.commit_duration.clone(),
+            self.commit_duration.clone(),
         );
-        r.register(
+        registry.register(
             "db_errors",
             "Database errors, by class",
-            m.db_errors.clone(),
+            self.db_errors.clone(),
         );
-        r.register(
+        registry.register(
             "interned_strings",
             "Label strings held by the interner",
-            m.interned_strings.clone(),
+            self.interned_strings.clone(),
         );
-        r.register(
-            "retention_runs",
-            "Retention runs, by outcome (completed, failed, skipped: another instance held the lock)",
-            m.retention_runs.clone(),
-        );
-        r.register(
+    }
+
+    /// The retention task and the partitions it keeps ahead.
+    fn register_retention(&self, registry: &mut Registry) {
+        registry.register(
+        "retention_runs",
+        "Retention runs, by outcome (completed, failed, skipped: another instance held the lock)",
+        self.retention_runs.clone(),
+    );
+        registry.register(
             "retention_partitions_created",
             "Time partitions created",
-            m.retention_partitions_created.clone(),
+            self.retention_partitions_created.clone(),
         );
-        r.register(
+        registry.register(
             "retention_partitions_dropped",
             "Time partitions dropped past retention",
-            m.retention_partitions_dropped.clone(),
+            self.retention_partitions_dropped.clone(),
         );
-        r.register(
+        registry.register(
             "retention_rows_deleted",
             "Rows deleted past retention, by table (alerts: resolved episodes)",
-            m.retention_rows_deleted.clone(),
+            self.retention_rows_deleted.clone(),
         );
-        r.register(
+        registry.register(
             "retention_last_completed_timestamp_seconds",
             "Unix time of the last retention run that completed every step",
-            m.retention_last_completed.clone(),
+            self.retention_last_completed.clone(),
         );
-        r.register(
+        registry.register(
             "partition_horizon_seconds",
             "How far ahead of now every partitioned table has partitions",
-            m.partition_horizon.clone(),
+            self.partition_horizon.clone(),
         );
-        r.register(
+    }
+
+    /// `durability: spool`: the spool and what its loader refused.
+    fn register_spool(&self, registry: &mut Registry) {
+        registry.register(
             "spool_bytes",
             "Bytes of the spool's segment files on disk (bounded by spool_max_bytes)",
-            m.spool_bytes.clone(),
+            self.spool_bytes.clone(),
         );
-        r.register(
+        registry.register(
             "spool_max_bytes",
             "spool.max_bytes: past it webhooks get 503 spool_full",
-            m.spool_max_bytes.clone(),
+            self.spool_max_bytes.clone(),
         );
-        r.register(
+        registry.register(
             "spool_records_pending",
             "Requests synced to the spool and not yet loaded into PostgreSQL",
-            m.spool_records_pending.clone(),
+            self.spool_records_pending.clone(),
         );
-        r.register(
+        registry.register(
             "spool_pending_bytes",
             "Bytes of the requests synced to the spool and not yet loaded",
-            m.spool_pending_bytes.clone(),
+            self.spool_pending_bytes.clone(),
         );
-        r.register(
+        registry.register(
             "spool_lag_seconds",
             "Age of the oldest request in the spool not yet loaded into PostgreSQL (0: none)",
-            m.spool_lag_seconds.clone(),
+            self.spool_lag_seconds.clone(),
         );
-        r.register(
+        registry.register(
             "spool_sync_duration_seconds",
             "Time to append and fdatasync one group of requests to the spool",
-            m.spool_sync_duration.clone(),
+            self.spool_sync_duration.clone(),
         );
-        r.register(
+        registry.register(
             "spool_records_per_sync",
             "Requests made durable by one fdatasync (group commit)",
-            m.spool_records_per_sync.clone(),
+            self.spool_records_per_sync.clone(),
         );
-        r.register(
+        registry.register(
             "spool_write_errors",
             "Spool appends or syncs that failed (full disk, I/O error); their requests got 503",
-            m.spool_write_errors.clone(),
+            self.spool_write_errors.clone(),
         );
-        r.register(
-            "spool_corrupt_bytes",
-            "Bytes cut from damaged spool segments (torn tails, corruption); kept in corrupt/, never loaded",
-            m.spool_corrupt_bytes.clone(),
-        );
-        r.register(
-            "rejected_notifications",
-            "Spooled requests PostgreSQL refused when loaded; kept in the rejected_notifications table",
-            m.rejected_notifications.clone(),
-        );
-        Metrics { registry, ..m }
+        registry.register(
+        "spool_corrupt_bytes",
+        "Bytes cut from damaged spool segments (torn tails, corruption); kept in corrupt/, never loaded",
+        self.spool_corrupt_bytes.clone(),
+    );
+        registry.register(
+        "rejected_notifications",
+        "Spooled requests PostgreSQL refused when loaded; kept in the rejected_notifications table",
+        self.rejected_notifications.clone(),
+    );
     }
 
     pub fn encode(&self) -> String {
