@@ -37,7 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --workspace --bins >&2
+cargo build --release --bin alert-ingest >&2 && cargo build --release -p alert-ingest-load >&2
 rm -rf "$CLUSTER_DIR"
 scripts/cluster >"$work/cluster.out" 2>&1 &
 cluster=$!

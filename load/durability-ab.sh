@@ -30,7 +30,7 @@ cleanup() { [ -n "$svc" ] && kill "$svc" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 ensure_postgres >&2
-cargo build --release --workspace --bins >&2
+cargo build --release --bin alert-ingest >&2 && cargo build --release -p alert-ingest-load >&2
 
 for run in $(seq "$runs"); do
     for durability in spool database; do

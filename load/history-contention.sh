@@ -37,7 +37,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 ensure_postgres >&2
-cargo build --release --workspace --bins >&2
+cargo build --release --bin alert-ingest >&2 && cargo build --release -p alert-ingest-load >&2
 psql -h 127.0.0.1 -U root -d postgres -qXc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null 2>&1
 ALERT_INGEST_DATABASE_URL=$DB_URL target/release/alert-ingest migrate --config "$config" >/dev/null
 started=$(date +%s)

@@ -33,7 +33,7 @@ cleanup() { [ -n "$svc" ] && kill "$svc" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 ensure_postgres >&2
-cargo build --release --workspace --bins >&2
+cargo build --release --bin alert-ingest >&2 && cargo build --release -p alert-ingest-load >&2
 
 printf '%-7s %8s %9s %10s %8s %9s %9s %s\n' alerts 'rate' 'req/s' 'alerts/s' non2xx 'maxLag_s' 'storedMs' verdict
 for rate in $rates; do

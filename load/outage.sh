@@ -43,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --workspace --bins >&2
+cargo build --release --bin alert-ingest >&2 && cargo build --release -p alert-ingest-load >&2
 fresh_database "$DB"
 start_service "$ADDR" "$work/service.log" ALERT_INGEST_DURABILITY=spool \
     ALERT_INGEST_DATABASE_URL=$DB_URL ALERT_INGEST_SPOOL_DIR="$work/spool"

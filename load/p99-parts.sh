@@ -52,7 +52,7 @@ cleanup() {
 trap cleanup EXIT
 
 ensure_postgres >&2
-cargo build --release --workspace --bins >&2
+cargo build --release --bin alert-ingest >&2 && cargo build --release -p alert-ingest-load >&2
 
 # histogram_quantile Q NAME FILE: the upper bound of the bucket holding the
 # quantile Q (1 = the largest) of a Prometheus histogram in a /metrics dump,

@@ -3,9 +3,8 @@
 //! committing) → close the queue → workers flush their last batches (with
 //! `durability: spool`: the spool syncs, the loader loads) → the schema's
 //! upkeep stops → close the pool, all within `server.shutdown_grace`.
-//! `App::start` assembles
-//! the stages; `Running::until` and `Behind::shut_down_in_order` are that
-//! order as code.
+//! `App::start` assembles the stages; `Running::until` and
+//! `Behind::shut_down_in_order` are that order as code.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -147,15 +147,15 @@ impl Metrics {
         registry.register(
             "alerts_unchanged",
             "Alerts that changed no episode's state: unchanged repeats (which move its \
-         version only), earlier versions replaced in the same batch, late deliveries \
-         of a state the timeline already shows",
+             version only), earlier versions replaced in the same batch, late deliveries \
+             of a state the timeline already shows",
             self.alerts_unchanged.clone(),
         );
         registry.register(
             "alerts_late",
             "Alerts received before the version their episode holds (another instance or \
-         a late spool load stored a later one first), put into the timeline at their \
-         receipt time",
+             a late spool load stored a later one first), put into the timeline at their \
+             receipt time",
             self.alerts_late.clone(),
         );
         registry.register(
@@ -168,10 +168,10 @@ impl Metrics {
     /// The queue, the batch writes and the interner behind the ingress.
     fn register_pipeline(&self, registry: &mut Registry) {
         registry.register(
-        "queue_depth",
-        "Webhook requests waiting for a worker (durability: database) or for the spool's writer (spool)",
-        self.queue_depth.clone(),
-    );
+            "queue_depth",
+            "Webhook requests waiting for a worker (durability: database) or for the spool's writer (spool)",
+            self.queue_depth.clone(),
+        );
         registry.register(
             "queue_capacity",
             "Most webhook requests that may wait for a worker",
@@ -202,10 +202,10 @@ impl Metrics {
     /// The retention task and the partitions it keeps ahead.
     fn register_retention(&self, registry: &mut Registry) {
         registry.register(
-        "retention_runs",
-        "Retention runs, by outcome (completed, failed, skipped: another instance held the lock)",
-        self.retention_runs.clone(),
-    );
+            "retention_runs",
+            "Retention runs, by outcome (completed, failed, skipped: another instance held the lock)",
+            self.retention_runs.clone(),
+        );
         registry.register(
             "retention_partitions_created",
             "Time partitions created",
@@ -276,15 +276,15 @@ impl Metrics {
             self.spool_write_errors.clone(),
         );
         registry.register(
-        "spool_corrupt_bytes",
-        "Bytes cut from damaged spool segments (torn tails, corruption); kept in corrupt/, never loaded",
-        self.spool_corrupt_bytes.clone(),
-    );
+            "spool_corrupt_bytes",
+            "Bytes cut from damaged spool segments (torn tails, corruption); kept in corrupt/, never loaded",
+            self.spool_corrupt_bytes.clone(),
+        );
         registry.register(
-        "rejected_notifications",
-        "Spooled requests PostgreSQL refused when loaded; kept in the rejected_notifications table",
-        self.rejected_notifications.clone(),
-    );
+            "rejected_notifications",
+            "Spooled requests PostgreSQL refused when loaded; kept in the rejected_notifications table",
+            self.rejected_notifications.clone(),
+        );
     }
 
     pub fn encode(&self) -> String {

@@ -176,7 +176,7 @@ impl Maintenance {
             ))
             .await?;
         let moved = messages.iter().find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get("moved"),
+            SimpleQueryMessage::Row(row) => row.try_get("moved").ok().flatten(),
             _ => None,
         });
         Ok(moved.and_then(|n| n.parse().ok()).unwrap_or(0))
